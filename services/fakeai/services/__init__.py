@@ -1,0 +1,1 @@
+"""FakeAI Streams services: edge, producer, metrics consumer, and the `fakeai-streams` CLI."""

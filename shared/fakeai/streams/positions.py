@@ -1,0 +1,106 @@
+"""Stream ids and positions in a stream's log: pure functions, no I/O.
+
+A stream id is ``<prefix>-<created_ms as 11 hex digits><24 random hex digits>``: 96 random bits
+make it unguessable, and the embedded creation time lets the edge tell an expired stream (410)
+from one that never existed (404) after its keys are gone.
+
+A position is a Redis stream entry id ``<ms>-<seq>``. Within one stream every id has the same
+``ms`` (the stream's ``created_ms``) and ``seq`` counts chunks from 1; ``<ms>-0`` is the
+position before the first chunk.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "EntryId",
+    "ResumeVerdict",
+    "created_ms_of",
+    "decide_resume",
+    "entry_id",
+    "new_stream_id",
+    "parse_entry_id",
+]
+
+_SID_RE = re.compile(r"^(chatcmpl|cmpl)-([0-9a-f]{11})([0-9a-f]{24})$")
+_ENTRY_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+
+
+def new_stream_id(kind: str, created_ms: int) -> str:
+    """A fresh stream id: ``chatcmpl-…`` for chat, ``cmpl-…`` for completions."""
+    prefix = "chatcmpl" if kind == "chat" else "cmpl"
+    return f"{prefix}-{created_ms:011x}{secrets.token_hex(12)}"
+
+
+def created_ms_of(stream_id: str) -> int | None:
+    """The creation time embedded in a stream id, or None when the id is not one of ours."""
+    m = _SID_RE.match(stream_id)
+    return int(m.group(2), 16) if m else None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EntryId:
+    ms: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+def entry_id(created_ms: int, seq: int) -> str:
+    return f"{created_ms}-{seq}"
+
+
+def parse_entry_id(raw: str | bytes) -> EntryId | None:
+    """Parse ``<ms>-<seq>``; None when malformed."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    m = _ENTRY_RE.match(text.strip())
+    if not m:
+        return None
+    return EntryId(int(m.group(1)), int(m.group(2)))
+
+
+class ResumeVerdict(Enum):
+    OK = "ok"
+    """Resume after the given id: every later chunk exactly once."""
+    MALFORMED = "malformed"
+    """Not an entry id (400)."""
+    FOREIGN = "foreign"
+    """An id of another stream (400)."""
+    BEYOND = "beyond"
+    """Past the last entry of a finished stream (400)."""
+    EXPIRED = "expired"
+    """The stream is gone (410)."""
+
+
+def decide_resume(
+    raw_last_id: str | None,
+    *,
+    created_ms: int,
+    exists: bool,
+    last_seq: int | None,
+    finished: bool,
+) -> tuple[ResumeVerdict, EntryId]:
+    """Can a client resume this stream after ``raw_last_id``?
+
+    ``last_seq`` is the seq of the newest entry in the log (None when the log is empty) and
+    ``finished`` says whether that entry is terminal. Loss is never silent: a stream whose log
+    is gone is EXPIRED, not "start from scratch".
+    """
+    start = EntryId(created_ms, 0)
+    if not exists:
+        return ResumeVerdict.EXPIRED, start
+    if raw_last_id is None or raw_last_id == "":
+        return ResumeVerdict.OK, start
+    pos = parse_entry_id(raw_last_id)
+    if pos is None:
+        return ResumeVerdict.MALFORMED, start
+    if pos.ms != created_ms:
+        return ResumeVerdict.FOREIGN, start
+    if finished and last_seq is not None and pos.seq > last_seq:
+        return ResumeVerdict.BEYOND, start
+    return ResumeVerdict.OK, pos

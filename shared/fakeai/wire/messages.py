@@ -1,0 +1,154 @@
+"""Messages that cross process boundaries, as msgspec structs with codecs built once.
+
+Schema evolution (https://jcristharif.com/msgspec/schema-evolution.html): new fields get
+defaults and go last; fields are never reordered or renamed.
+
+A stream's log entry (``Keys.chunks(sid)``) is a Redis stream entry with three fields:
+
+``k``  kind: ``c`` data chunk, ``r`` whole non-streaming response, ``d`` done (terminal),
+       ``e`` error (terminal)
+``d``  payload: the chunk's JSON bytes exactly as clients receive them (serialized once, by the
+       producer); for ``d`` a :class:`DonePayload`, for ``e`` an :class:`ErrorPayload`
+``t``  producer append time, integer microseconds since the Unix epoch
+
+Entry ids are ``<created_ms>-<seq>``: ``seq`` 1 is the first chunk, the terminal entry comes
+last. ``<created_ms>-0`` is the position *before* the first chunk (the priming id). Because the
+id is a function of the chunk, a chunk published again after a producer failover is rejected by
+Redis as a duplicate instead of being appended twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "KIND_CHUNK",
+    "KIND_DONE",
+    "KIND_ERROR",
+    "KIND_RESPONSE",
+    "CancelSignal",
+    "DonePayload",
+    "ErrorBody",
+    "ErrorPayload",
+    "FirehoseEvent",
+    "GenerationRequest",
+    "decode_cancel",
+    "decode_done",
+    "decode_error",
+    "decode_firehose",
+    "decode_request",
+    "encode",
+]
+
+KIND_CHUNK = b"c"
+KIND_RESPONSE = b"r"
+KIND_DONE = b"d"
+KIND_ERROR = b"e"
+
+Endpoint = Literal["chat", "completion"]
+
+
+class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What the edge publishes on ``Keys.requests()`` (field ``r``) for the producers."""
+
+    stream_id: str
+    endpoint: Endpoint
+    model: str
+    created_ms: int
+    """Creation time, ms since epoch: the ``created`` of every chunk and the entry-id time part."""
+    accepted_at: float
+    """Unix seconds when the edge received the request: the origin of TTFT."""
+    body: dict[str, Any]
+    """The validated OpenAI request body (JSON-compatible)."""
+    stream: bool = True
+    ttft_ms: float | None = None
+    itl_ms: float | None = None
+    seed: int | None = None
+    retention_s: int | None = None
+
+
+class CancelSignal(msgspec.Struct, frozen=True, kw_only=True):
+    """Entry of ``Keys.cancels()`` (field ``c``)."""
+
+    stream_id: str
+    reason: str = "cancelled"
+    at: float = 0.0
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """OpenAI's error object: ``{"message", "type", "param", "code"}``."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """Payload of a terminal ``e`` entry; its JSON is the SSE ``data: {"error": ...}`` frame."""
+
+    error: ErrorBody
+
+
+class DonePayload(msgspec.Struct, frozen=True, kw_only=True):
+    """Payload of a terminal ``d`` entry."""
+
+    finish_reason: str | None = None
+    chunks: int = 0
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+
+
+class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One firehose entry (field ``f``): one chunk or terminal entry of one stream.
+
+    ``array_like`` keeps it small on the wire: ``["sid","1700000000000-3",...]``.
+    """
+
+    stream_id: str
+    entry_id: str
+    kind: str
+    """``c`` chunk, ``r`` response, ``d`` done, ``e`` error (as in the log)."""
+    model: str
+    accepted_at_us: int
+    emitted_at_us: int
+    tokens: int = 0
+    """Output tokens this entry carries (chunks), or the stream's total (terminal entries)."""
+    data: msgspec.Raw | None = None
+    """The chunk JSON, so observers can print the text."""
+    error_code: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_request_decoder = msgspec.json.Decoder(GenerationRequest)
+_cancel_decoder = msgspec.json.Decoder(CancelSignal)
+_error_decoder = msgspec.json.Decoder(ErrorPayload)
+_done_decoder = msgspec.json.Decoder(DonePayload)
+_firehose_decoder = msgspec.json.Decoder(FirehoseEvent)
+
+
+def encode(obj: Any) -> bytes:
+    """Compact JSON (no spaces), the one encoder for every wire message."""
+    return _encoder.encode(obj)
+
+
+def decode_request(data: bytes) -> GenerationRequest:
+    return _request_decoder.decode(data)
+
+
+def decode_cancel(data: bytes) -> CancelSignal:
+    return _cancel_decoder.decode(data)
+
+
+def decode_error(data: bytes) -> ErrorPayload:
+    return _error_decoder.decode(data)
+
+
+def decode_done(data: bytes) -> DonePayload:
+    return _done_decoder.decode(data)
+
+
+def decode_firehose(data: bytes) -> FirehoseEvent:
+    return _firehose_decoder.decode(data)

@@ -1,0 +1,72 @@
+"""Run real servers for tests: an ASGI app under real uvicorn on a free loopback port.
+
+``httpx.ASGITransport`` buffers whole responses, so endless SSE needs a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import uvicorn
+
+from fakeai.embedded_redis import free_port
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def run_asgi(app: Any, *, timeout_s: float = 10.0, **config: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread (its own event loop); yield its base URL."""
+    port = free_port()
+    cfg = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config
+    )
+    server = uvicorn.Server(cfg)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn exited during start-up")
+        if time.monotonic() > deadline:
+            raise TimeoutError("uvicorn did not start in time")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout_s)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout_s: float = 5.0, interval_s: float = 0.01
+) -> T:
+    """Poll ``check`` until it returns a truthy value; fail with its last value at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: T = await check()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value {last!r})")
+        await asyncio.sleep(interval_s)
+        last = await check()
+    return last
+
+
+def wait_until(check: Callable[[], T], *, timeout_s: float = 5.0, interval_s: float = 0.01) -> T:
+    """Synchronous :func:`eventually`."""
+    deadline = time.monotonic() + timeout_s
+    last = check()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value {last!r})")
+        time.sleep(interval_s)
+        last = check()
+    return last
