@@ -1,0 +1,98 @@
+"""`fakeai-streams up` from a subprocess: starts everything, serves, stops cleanly on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents[int(entry.name)] = ppid
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        nxt = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= nxt
+        frontier = nxt
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["embedded-redis", "external-redis"])
+def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
+    env.pop("REDIS_URL", None)
+    env["FAKEAI_KEY_PREFIX"] = f"up{os.getpid()}{int(external)}"
+    if external:
+        env["FAKEAI_REDIS_URL"] = redis_url
+    cmd = [sys.executable, "-m", "fakeai.services.cli", "up", "--port", "0", "--state-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 45
+        while "ready on" not in line:
+            assert time.monotonic() < deadline, "up did not announce readiness"
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, f"up exited: {proc.stderr.read() if proc.stderr else ''}"
+        m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        assert m, line
+        base = m.group(1)
+        children = _children(proc.pid)
+        assert len(children) >= 3 + (0 if external else 1)  # producer, metrics, edge (+ redis)
+        if not external:
+            assert (tmp_path / "redis.url").exists()
+
+        body = {"model": "gpt-4o", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"X-FakeAI-TTFT-Ms": "0", "X-FakeAI-ITL-Ms": "0"}
+        r = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=20)
+        assert r.status_code == 200, r.text
+        assert r.json()["object"] == "chat.completion"
+
+        body["stream"] = True
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=20) as s:
+            lines = [ln for ln in s.iter_lines() if ln.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        assert json.loads(lines[0][6:])["object"] == "chat.completion.chunk"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    wait_until(lambda: not any(_alive(p) for p in children), timeout_s=10)
+    if not external:
+        assert not (tmp_path / "redis.url").exists()
