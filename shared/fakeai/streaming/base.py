@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
@@ -37,14 +37,14 @@ __all__ = [
 ]
 
 
-class StreamType(str, Enum):
+class StreamType(StrEnum):
     CHAT = "chat"
     COMPLETION = "completion"
     AUDIO = "audio"
     REALTIME = "realtime"
 
 
-class StreamStatus(str, Enum):
+class StreamStatus(StrEnum):
     PENDING = "pending"
     STREAMING = "streaming"
     COMPLETED = "completed"
@@ -57,7 +57,7 @@ class StreamStatus(str, Enum):
         return self not in (StreamStatus.PENDING, StreamStatus.STREAMING)
 
 
-class ErrorSeverity(str, Enum):
+class ErrorSeverity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"

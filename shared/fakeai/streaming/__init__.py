@@ -1,0 +1,60 @@
+"""The unified streaming framework: a manager, generators per stream type, wire formatters and
+chunking utilities.
+
+``StreamManager.create_stream()`` runs a :class:`StreamingGenerator` (chat, completion, audio,
+realtime, or your own) under a timeout and yields :class:`StreamChunk` objects;
+``SSEFormatter`` / ``JSONLinesFormatter`` / ``PlainTextFormatter`` put them on the wire.
+"""
+
+from fakeai.streaming.base import (
+    ChunkFormatter,
+    ErrorSeverity,
+    StreamCancelledException,
+    StreamChunk,
+    StreamContext,
+    StreamError,
+    StreamException,
+    StreamGenerationException,
+    StreamingGenerator,
+    StreamMetrics,
+    StreamStatus,
+    StreamTimeoutException,
+    StreamType,
+)
+from fakeai.streaming.chunking import AdaptiveChunker, DeltaGenerator, ProgressTracker, TokenChunker
+from fakeai.streaming.generators import (
+    AudioStreamingGenerator,
+    ChatStreamingGenerator,
+    CompletionStreamingGenerator,
+    RealtimeStreamingGenerator,
+)
+from fakeai.streaming.manager import StreamManager
+from fakeai.streaming.sse import JSONLinesFormatter, PlainTextFormatter, SSEFormatter
+
+__all__ = [
+    "AdaptiveChunker",
+    "AudioStreamingGenerator",
+    "ChatStreamingGenerator",
+    "ChunkFormatter",
+    "CompletionStreamingGenerator",
+    "DeltaGenerator",
+    "ErrorSeverity",
+    "JSONLinesFormatter",
+    "PlainTextFormatter",
+    "ProgressTracker",
+    "RealtimeStreamingGenerator",
+    "SSEFormatter",
+    "StreamCancelledException",
+    "StreamChunk",
+    "StreamContext",
+    "StreamError",
+    "StreamException",
+    "StreamGenerationException",
+    "StreamManager",
+    "StreamMetrics",
+    "StreamStatus",
+    "StreamTimeoutException",
+    "StreamType",
+    "StreamingGenerator",
+    "TokenChunker",
+]

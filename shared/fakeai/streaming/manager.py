@@ -1,0 +1,529 @@
+"""StreamManager: runs one generator per stream under a timeout, with status, metrics and hooks.
+
+Lifecycle of a stream (``StreamStatus``)::
+
+    PENDING ──first __anext__──▶ STREAMING ──▶ COMPLETED   generator exhausted, max_chunks
+       │                            │                       reached, or the consumer closed
+       │                            │                       the iterator after the last chunk
+       │                            ├──▶ CANCELLED   cancel_stream(), or the consumer closed
+       │                            │                the iterator early (client_cancelled)
+       │                            ├──▶ TIMEOUT     past timeout_seconds
+       │                            └──▶ FAILED      the generator raised
+       └──cancel_stream()──▶ CANCELLED
+
+How the timeout and cancellation work: each stream runs inside ONE ``asyncio.timeout_at``
+scope. The scope is armed only while the manager awaits the generator and disarmed
+(``reschedule(None)``) while the consumer holds a chunk, so the timeout can never fire inside
+the consumer's own code (the hazard of cancel scopes across ``yield`` in async generators,
+PEP 789). A generator that hangs inside one chunk is interrupted by the scope; between chunks
+the deadline and the status are checked when the consumer asks for the next chunk.
+``cancel_stream()`` sets the status and, if the scope is armed, moves its deadline to now, so a
+sleeping generator is interrupted at once; the scope's ``TimeoutError`` is then reported as
+:class:`StreamCancelledException` instead of :class:`StreamTimeoutException`.
+
+Iterate a stream from one task, on the loop that runs the manager; call every method from that
+loop. Finished streams stay queryable for ``retention_seconds`` and are pruned lazily (no timer
+per stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fakeai.hooks import CacheMetricsHook, CacheRouterHook, MetricsHook, StreamingMetricsHook
+from fakeai.streaming.base import (
+    StreamCancelledException,
+    StreamChunk,
+    StreamContext,
+    StreamError,
+    StreamException,
+    StreamGenerationException,
+    StreamingGenerator,
+    StreamMetrics,
+    StreamStatus,
+    StreamTimeoutException,
+    StreamType,
+)
+from fakeai.streaming.generators import (
+    AudioStreamingGenerator,
+    ChatStreamingGenerator,
+    CompletionStreamingGenerator,
+    RealtimeStreamingGenerator,
+)
+from fakeai.streaming.sse import chunk_text
+from fakeai.timing import LatencyModel
+
+__all__ = ["CONTEXT_EXTRAS", "StreamManager"]
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_EXTRAS = frozenset(
+    {"created", "start_time", "seed", "ttft_ms", "itl_ms", "cached_tokens", "include_usage"}
+    | {"metadata"}
+)
+"""StreamContext fields that ``create_stream`` accepts as extra keyword arguments."""
+
+# Per stream type: the default generator, the stream id prefix (OpenAI's), the endpoint.
+_DEFAULTS: dict[StreamType, tuple[type[StreamingGenerator], str, str]] = {
+    StreamType.CHAT: (ChatStreamingGenerator, "chatcmpl-", "/v1/chat/completions"),
+    StreamType.COMPLETION: (CompletionStreamingGenerator, "cmpl-", "/v1/completions"),
+    StreamType.AUDIO: (AudioStreamingGenerator, "chatcmpl-", "/v1/chat/completions"),
+    StreamType.REALTIME: (RealtimeStreamingGenerator, "resp_", "/v1/realtime"),
+}
+_STREAMING = StreamStatus.STREAMING
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    context: StreamContext
+    metrics: StreamMetrics
+    max_chunks: int | None
+    status: StreamStatus = StreamStatus.PENDING
+    scope: asyncio.Timeout | None = None
+    armed: bool = False
+    """The scope is armed: the stream's task is awaiting the generator, not the consumer."""
+    cancel_reason: str = "cancelled"
+    finish_reason: str | None = None
+    expires_at: float = 0.0
+    kv: tuple[str, list[int]] | None = field(default=None)
+    """(worker_id, prompt token ids) when the KV-cache router placed the stream."""
+
+
+def _status_of(exc: StreamException) -> StreamStatus:
+    if isinstance(exc, StreamTimeoutException):
+        return StreamStatus.TIMEOUT
+    if isinstance(exc, StreamCancelledException):
+        return StreamStatus.CANCELLED
+    return StreamStatus.FAILED
+
+
+class StreamManager:
+    """Creates streams, enforces their timeout, tracks status and metrics, calls the hooks.
+
+    Args:
+        metrics_tracker: a :class:`fakeai.hooks.MetricsHook` (``fakeai.metrics.MetricsTracker``).
+        streaming_metrics_tracker: a :class:`fakeai.hooks.StreamingMetricsHook`.
+        latency_manager: a :class:`fakeai.timing.LatencyModel` that times the default
+            generators and counts concurrent streams per model.
+        kv_cache_router, kv_cache_metrics: when a stream's ``metadata`` holds
+            ``prompt_token_ids``, the router picks a worker, its matched tokens become the
+            context's ``cached_tokens`` (a shorter TTFT), and the lookup is recorded.
+        default_timeout_seconds: timeout of streams that do not set one.
+        enable_metrics: call the metrics hooks.
+        enable_latency_simulation: default of ``create_stream(enable_latency_simulation=)``.
+        retention_seconds: how long a finished stream's status and metrics stay queryable.
+    """
+
+    def __init__(
+        self,
+        metrics_tracker: MetricsHook | None = None,
+        streaming_metrics_tracker: StreamingMetricsHook | None = None,
+        latency_manager: LatencyModel | None = None,
+        kv_cache_router: CacheRouterHook | None = None,
+        kv_cache_metrics: CacheMetricsHook | None = None,
+        default_timeout_seconds: float = 300.0,
+        enable_metrics: bool = True,
+        enable_latency_simulation: bool = True,
+        retention_seconds: float = 300.0,
+    ) -> None:
+        if not default_timeout_seconds > 0:
+            raise ValueError(
+                f"default_timeout_seconds must be > 0; got {default_timeout_seconds!r}"
+            )
+        if not retention_seconds >= 0:
+            raise ValueError(f"retention_seconds must be >= 0; got {retention_seconds!r}")
+        self.metrics_tracker = metrics_tracker
+        self.streaming_metrics_tracker = streaming_metrics_tracker
+        self.latency_manager = latency_manager
+        self.kv_cache_router = kv_cache_router
+        self.kv_cache_metrics = kv_cache_metrics
+        self.default_timeout_seconds = float(default_timeout_seconds)
+        self.enable_metrics = enable_metrics
+        self.enable_latency_simulation = enable_latency_simulation
+        self.retention_seconds = float(retention_seconds)
+        self._streams: dict[str, _Stream] = {}
+        self._active: set[str] = set()
+        # Finished streams in finishing order (their expiry times increase: one retention for
+        # all), and never-started ones in creation order with the time to forget them.
+        self._expiry: deque[tuple[float, str]] = deque()
+        self._pending: dict[str, float] = {}
+        self._generators: dict[tuple[StreamType, bool], StreamingGenerator] = {}
+
+    # -- creating ------------------------------------------------------------------------------
+
+    def create_stream(
+        self,
+        stream_type: StreamType | str,
+        model: str = "gpt-4o",
+        full_response: Any = None,
+        endpoint: str = "",
+        *,
+        stream_id: str | None = None,
+        prompt_tokens: int = 0,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        client_id: str | None = None,
+        timeout_seconds: float | None = None,
+        chunk_delay_seconds: float = 0.0,
+        enable_latency_simulation: bool | None = None,
+        generator: StreamingGenerator | None = None,
+        max_chunks: int | None = None,
+        **context_extras: Any,
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """Register a stream and return its chunks as an async generator (``aclose()`` ends it).
+
+        Arguments are checked here (ValueError/TypeError naming the argument); the stream
+        starts (status STREAMING, timeout clock running) at the first ``__anext__``. The
+        iterator raises :class:`StreamTimeoutException`, :class:`StreamCancelledException` or
+        :class:`StreamGenerationException` when the stream ends that way. ``endpoint``
+        defaults to the stream type's OpenAI path; ``context_extras`` are the
+        :data:`CONTEXT_EXTRAS` fields of :class:`StreamContext`.
+        """
+        kind = self._stream_type(stream_type)
+        unknown = sorted(set(context_extras) - CONTEXT_EXTRAS)
+        if unknown:
+            raise TypeError(
+                f"create_stream() got unexpected keyword argument(s) {', '.join(unknown)}; "
+                f"allowed extras: {', '.join(sorted(CONTEXT_EXTRAS))}"
+            )
+        timeout = self.default_timeout_seconds if timeout_seconds is None else timeout_seconds
+        if not timeout > 0:
+            raise ValueError(f"timeout_seconds must be > 0; got {timeout_seconds!r}")
+        if max_chunks is not None and (
+            isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 1
+        ):
+            raise ValueError(f"max_chunks must be an integer >= 1 or None; got {max_chunks!r}")
+        if generator is not None and not hasattr(generator, "generate"):
+            raise TypeError(
+                f"generator must be a StreamingGenerator; got {type(generator).__name__}"
+            )
+        if generator is None and full_response is None:
+            raise ValueError("full_response is required unless a custom generator is given")
+        simulate = (
+            self.enable_latency_simulation
+            if enable_latency_simulation is None
+            else enable_latency_simulation
+        )
+        self._prune()
+        sid = stream_id or f"{_DEFAULTS[kind][1]}{secrets.token_hex(12)}"
+        old = self._streams.get(sid)
+        if old is not None and not old.status.is_final:
+            raise ValueError(f"stream_id {sid!r} is already in use by an active stream")
+        context = StreamContext(
+            stream_id=sid,
+            stream_type=kind,
+            model=model,
+            endpoint=endpoint or _DEFAULTS[kind][2],
+            timeout_seconds=float(timeout),
+            chunk_delay_seconds=chunk_delay_seconds,
+            prompt_tokens=prompt_tokens,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            client_id=client_id,
+            enable_latency_simulation=simulate,
+            **context_extras,
+        )
+        gen = generator if generator is not None else self._default_generator(kind, simulate)
+        rec = _Stream(context, StreamMetrics(sid), max_chunks)
+        self._streams[sid] = rec
+        self._active.add(sid)
+        # A stream that is never iterated is forgotten once its timeout and retention pass.
+        self._pending[sid] = time.monotonic() + timeout + self.retention_seconds
+        return self._run(rec, gen, full_response)
+
+    @staticmethod
+    def _stream_type(value: Any) -> StreamType:
+        if isinstance(value, StreamType):
+            return value
+        try:
+            return StreamType(value)
+        except (ValueError, TypeError):
+            allowed = ", ".join(t.value for t in StreamType)
+            raise ValueError(f"stream_type must be one of {allowed}; got {value!r}") from None
+
+    def _default_generator(self, kind: StreamType, simulate: bool) -> StreamingGenerator:
+        # Generators keep no per-stream state, so one instance per (type, timing) serves all.
+        key = (kind, simulate)
+        gen = self._generators.get(key)
+        if gen is None:
+            cls: Any = _DEFAULTS[kind][0]
+            gen = cls(latency_manager=self.latency_manager if simulate else None)
+            self._generators[key] = gen
+        return gen
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _run(
+        self, rec: _Stream, gen: StreamingGenerator, full_response: Any
+    ) -> AsyncGenerator[StreamChunk, None]:
+        ctx = rec.context
+        sid = ctx.stream_id
+        if rec.status is not StreamStatus.PENDING:  # cancelled before it started
+            raise StreamCancelledException(sid, rec.cancel_reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ctx.timeout_seconds
+        rec.status = _STREAMING
+        self._pending.pop(sid, None)
+        m = rec.metrics
+        max_chunks = rec.max_chunks or 0
+        hooks = self.enable_metrics and (
+            self.metrics_tracker is not None or self.streaming_metrics_tracker is not None
+        )
+        final = StreamStatus.COMPLETED
+        error: str | None = None
+        chunk: StreamChunk | None = None
+        source: Any = None
+        scope: asyncio.Timeout | None = None
+        try:
+            self._start(rec)
+            source = gen.generate(ctx, full_response)
+            async with asyncio.timeout_at(deadline) as scope:
+                rec.scope = scope
+                rec.armed = True
+                anext = source.__anext__
+                while True:
+                    try:
+                        chunk = await anext()
+                    except StopAsyncIteration:
+                        break
+                    now = time.time()
+                    if m.first_chunk_time is None:
+                        m.first_chunk_time = now
+                    m.last_chunk_time = now
+                    m.total_chunks += 1
+                    m.total_tokens += chunk.token_count
+                    if chunk.metadata:
+                        rec.finish_reason = chunk.metadata.get("finish_reason", rec.finish_reason)
+                    if hooks:
+                        self._on_chunk(rec, chunk)
+                    if m.total_chunks == max_chunks:
+                        chunk.is_last = True
+                    scope.reschedule(None)
+                    rec.armed = False
+                    yield chunk
+                    if m.total_chunks == max_chunks:
+                        break
+                    if rec.status is not _STREAMING:
+                        raise StreamCancelledException(sid, rec.cancel_reason)
+                    if loop.time() >= deadline:
+                        raise StreamTimeoutException(sid, ctx.timeout_seconds)
+                    scope.reschedule(deadline)
+                    rec.armed = True
+                rec.armed = False
+                if rec.status is not _STREAMING:  # cancelled as the generator ended
+                    raise StreamCancelledException(sid, rec.cancel_reason)
+        except TimeoutError as exc:
+            if scope is None or not scope.expired():  # the generator's own TimeoutError
+                final, error = StreamStatus.FAILED, str(exc) or "TimeoutError"
+                raise self._generation_error(sid, exc) from exc
+            if rec.status is StreamStatus.CANCELLED:
+                final = StreamStatus.CANCELLED
+                raise StreamCancelledException(sid, rec.cancel_reason) from None
+            final, error = StreamStatus.TIMEOUT, f"timeout after {ctx.timeout_seconds:g}s"
+            raise StreamTimeoutException(sid, ctx.timeout_seconds) from None
+        except StreamException as exc:
+            final, error = _status_of(exc), str(exc)
+            raise
+        except GeneratorExit:
+            # The consumer closed the iterator: a normal end if it had the last chunk.
+            if chunk is None or not chunk.is_last:
+                final = StreamStatus.CANCELLED
+            raise
+        except asyncio.CancelledError:
+            final = StreamStatus.CANCELLED
+            raise
+        except Exception as exc:
+            final, error = StreamStatus.FAILED, str(exc) or type(exc).__name__
+            raise self._generation_error(sid, exc) from exc
+        finally:
+            rec.armed = False
+            rec.scope = None
+            # CANCELLED while the status still says STREAMING: the consumer left, not
+            # cancel_stream() (which sets the status itself).
+            client_cancelled = final is StreamStatus.CANCELLED and rec.status is _STREAMING
+            self._finish(rec, final, error, client_cancelled)
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    @staticmethod
+    def _generation_error(sid: str, exc: BaseException) -> StreamGenerationException:
+        return StreamGenerationException(
+            sid,
+            StreamError(
+                error_code="generation_error",
+                message=str(exc) or type(exc).__name__,
+                details={"exception": type(exc).__name__},
+            ),
+        )
+
+    def _start(self, rec: _Stream) -> None:
+        ctx = rec.context
+        sid = ctx.stream_id
+        if self.kv_cache_router is not None:
+            tokens = ctx.metadata.get("prompt_token_ids")
+            if isinstance(tokens, list) and tokens:
+                worker, matched, _ = self.kv_cache_router.route_request(
+                    tokens, estimated_output_tokens=ctx.max_tokens or 0
+                )
+                self.kv_cache_router.start_request(worker)
+                rec.kv = (worker, tokens)
+                if ctx.cached_tokens == 0:
+                    ctx.cached_tokens = matched
+                if self.kv_cache_metrics is not None:
+                    self.kv_cache_metrics.record_cache_lookup(ctx.endpoint, len(tokens), matched)
+        if ctx.enable_latency_simulation and self.latency_manager is not None:
+            self.latency_manager.stream_started(ctx.model)
+        if self.enable_metrics:
+            if self.metrics_tracker is not None:
+                self.metrics_tracker.track_request(ctx.endpoint)
+                self.metrics_tracker.start_stream(sid, ctx.endpoint)
+            if self.streaming_metrics_tracker is not None:
+                self.streaming_metrics_tracker.start_stream(
+                    sid,
+                    ctx.model,
+                    prompt_tokens=ctx.prompt_tokens,
+                    temperature=ctx.temperature,
+                    max_tokens=ctx.max_tokens,
+                )
+        logger.debug("stream %s started (%s, %s)", sid, ctx.stream_type.value, ctx.model)
+
+    def _on_chunk(self, rec: _Stream, chunk: StreamChunk) -> None:
+        sid = rec.context.stream_id
+        tracker = self.metrics_tracker
+        if tracker is not None:
+            if rec.metrics.total_chunks == 1:
+                tracker.track_stream_first_token(sid)
+            if chunk.token_count:
+                tracker.track_stream_token(sid, chunk.token_count)
+        streaming = self.streaming_metrics_tracker
+        if streaming is not None and chunk.token_count:
+            streaming.record_token(sid, chunk_text(chunk.data))
+
+    def _finish(
+        self, rec: _Stream, status: StreamStatus, error: str | None, client_cancelled: bool
+    ) -> None:
+        ctx = rec.context
+        sid = ctx.stream_id
+        rec.status = status
+        rec.metrics.finish()
+        self._active.discard(sid)
+        self._remember(rec, time.monotonic() + self.retention_seconds)
+        if rec.kv is not None and self.kv_cache_router is not None:
+            worker, tokens = rec.kv
+            self.kv_cache_router.complete_request(worker, tokens, rec.metrics.total_tokens)
+        if ctx.enable_latency_simulation and self.latency_manager is not None:
+            self.latency_manager.stream_finished(ctx.model)
+        if self.enable_metrics:
+            self._report(rec, status, error, client_cancelled)
+        if error is None:
+            logger.debug(
+                "stream %s %s after %d chunks", sid, status.value, rec.metrics.total_chunks
+            )
+        else:
+            logger.info("stream %s %s: %s", sid, status.value, error)
+
+    def _report(
+        self, rec: _Stream, status: StreamStatus, error: str | None, client_cancelled: bool
+    ) -> None:
+        ctx = rec.context
+        sid, endpoint = ctx.stream_id, ctx.endpoint
+        ok = status in (StreamStatus.COMPLETED, StreamStatus.CANCELLED)
+        tracker = self.metrics_tracker
+        if tracker is not None:
+            if ok:
+                tokens = rec.metrics.total_tokens
+                if tokens:
+                    tracker.track_tokens(endpoint, tokens)
+                tracker.complete_stream(sid, endpoint)
+                tracker.track_response(endpoint, rec.metrics.total_duration_ms() / 1000.0)
+            else:
+                tracker.fail_stream(sid, endpoint, error or status.value)
+        streaming = self.streaming_metrics_tracker
+        if streaming is not None:
+            if ok:
+                reason = rec.finish_reason if status is StreamStatus.COMPLETED else None
+                streaming.complete_stream(sid, reason, client_cancelled=client_cancelled)
+            else:
+                streaming.fail_stream(sid, error or status.value)
+
+    # -- control and queries ---------------------------------------------------------------------
+
+    def cancel_stream(self, stream_id: str, reason: str = "cancelled") -> bool:
+        """Stop a pending or running stream; False if it is unknown or already finished.
+
+        The consumer's iterator raises :class:`StreamCancelledException` promptly: at once if
+        it is waiting for a chunk (even inside a generator's sleep), else at its next step.
+        """
+        rec = self._streams.get(stream_id)
+        if rec is None or rec.status.is_final:
+            return False
+        rec.cancel_reason = reason
+        if rec.status is StreamStatus.PENDING:
+            rec.status = StreamStatus.CANCELLED
+            self._active.discard(stream_id)
+            self._pending.pop(stream_id, None)
+            rec.metrics.finish()
+            self._remember(rec, time.monotonic() + self.retention_seconds)
+            return True
+        rec.status = StreamStatus.CANCELLED
+        scope = rec.scope
+        if rec.armed and scope is not None and not scope.expired():
+            scope.reschedule(asyncio.get_running_loop().time())
+        return True
+
+    def get_stream_status(self, stream_id: str) -> StreamStatus | None:
+        """The stream's status; a finished stream's final one for ``retention_seconds``."""
+        self._prune()
+        rec = self._streams.get(stream_id)
+        return rec.status if rec is not None else None
+
+    def get_stream_metrics(self, stream_id: str) -> StreamMetrics | None:
+        """The stream's metrics (live while it runs, final after), None when unknown."""
+        self._prune()
+        rec = self._streams.get(stream_id)
+        return rec.metrics if rec is not None else None
+
+    def get_stream_context(self, stream_id: str) -> StreamContext | None:
+        rec = self._streams.get(stream_id)
+        return rec.context if rec is not None else None
+
+    def active_streams(self) -> list[str]:
+        """Ids of the streams that are pending or running."""
+        return list(self._active)
+
+    def get_active_stream_count(self) -> int:
+        return len(self._active)
+
+    # -- retention -------------------------------------------------------------------------------
+
+    def _remember(self, rec: _Stream, expires_at: float) -> None:
+        rec.expires_at = expires_at
+        self._expiry.append((expires_at, rec.context.stream_id))
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, sid = expiry.popleft()
+            rec = self._streams.get(sid)
+            # A reused stream_id has a newer record: only its own latest entry removes it.
+            if rec is not None and rec.status.is_final and rec.expires_at <= now:
+                del self._streams[sid]
+        pending = self._pending
+        while pending:
+            sid, forget_at = next(iter(pending.items()))
+            if forget_at > now:
+                break
+            del pending[sid]
+            rec = self._streams.get(sid)
+            if rec is not None and rec.status is StreamStatus.PENDING:
+                del self._streams[sid]
+                self._active.discard(sid)

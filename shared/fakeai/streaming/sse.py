@@ -1,0 +1,228 @@
+"""Wire formatters: Server-Sent Events, JSON Lines and plain text.
+
+Every method is a static method, so both ``SSEFormatter.format(chunk)`` (as the framework's
+documentation shows) and an instance used as a :class:`~fakeai.streaming.base.ChunkFormatter`
+work. JSON is compact (no spaces) and serialized once with msgspec.
+
+SSE follows the WHATWG HTML "Server-sent events" section (9.2.6, event stream interpretation):
+an event is ``field: value`` lines ended by a blank line; a value cannot hold a line break, so
+multi-line text is sent as several ``data:`` lines, which the client joins with ``\\n``. Chat
+and completion chunks carry **no** ``event:`` line: OpenAI's streams have none, and SDKs that
+see a named event treat it as something else (openai-python dispatches on ``event``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from fakeai.streaming.base import ChunkFormatter, StreamChunk, StreamError
+
+__all__ = [
+    "JSONLinesFormatter",
+    "PlainTextFormatter",
+    "SSEFormatter",
+    "chunk_text",
+    "encode_json",
+]
+
+
+def _enc_hook(obj: Any) -> Any:
+    # Pydantic models (the HTTP layer's) may end up in chunk data; everything else is an error.
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise NotImplementedError(f"cannot serialize {type(obj).__name__} to JSON")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact JSON bytes (UTF-8) of ``obj``, as every formatter writes it."""
+    return _encoder.encode(obj)
+
+
+def _check_field(name: str, value: str) -> str:
+    # WHATWG: a line break would end the field early; an id with NUL is ignored by clients.
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValueError(f"{name} must not contain line breaks or NUL; got {value!r}")
+    return value
+
+
+def _prefix(event_id: str | None, retry_ms: int | None) -> str:
+    head = ""
+    if event_id is not None:
+        head = f"id: {_check_field('event_id', event_id)}\n"
+    if retry_ms is not None:
+        if isinstance(retry_ms, bool) or not isinstance(retry_ms, int) or retry_ms < 0:
+            raise ValueError(f"retry_ms must be an integer >= 0; got {retry_ms!r}")
+        head += f"retry: {retry_ms}\n"
+    return head
+
+
+class SSEFormatter(ChunkFormatter):
+    """``data: <compact JSON>\\n\\n`` per chunk, ``data: [DONE]\\n\\n`` at the end."""
+
+    @staticmethod
+    def format(
+        chunk: StreamChunk, *, event_id: str | None = None, retry_ms: int | None = None
+    ) -> str:
+        """One SSE event for ``chunk``; ``event_id``/``retry_ms`` add ``id:``/``retry:`` lines.
+
+        Dict/list data is sent as compact JSON; str data as-is (one ``data:`` line per line).
+        """
+        data = chunk.data
+        if isinstance(data, str):
+            if "\n" in data or "\r" in data:
+                body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+            else:
+                body = f"data: {data}\n"
+        else:
+            body = f"data: {_encoder.encode(data).decode()}\n"
+        if event_id is None and retry_ms is None:
+            return body + "\n"
+        return _prefix(event_id, retry_ms) + body + "\n"
+
+    @staticmethod
+    def format_bytes(payload: bytes, event_id: str | None = None) -> bytes:
+        """One SSE event for pre-serialized single-line JSON ``payload`` (the hot path)."""
+        if b"\n" in payload or b"\r" in payload:
+            raise ValueError("payload must be single-line JSON (no CR or LF bytes)")
+        if event_id is None:
+            return b"data: " + payload + b"\n\n"
+        return (
+            b"id: " + _check_field("event_id", event_id).encode() + b"\ndata: " + payload + b"\n\n"
+        )
+
+    @staticmethod
+    def format_error(error: StreamError, *, event_id: str | None = None) -> str:
+        """``data: {"error": {message, type, param, code}}`` (OpenAI's error object)."""
+        payload = _encoder.encode({"error": error.to_dict()}).decode()
+        return f"{_prefix(event_id, None)}data: {payload}\n\n"
+
+    @staticmethod
+    def format_done(*, event_id: str | None = None) -> str:
+        """OpenAI's end-of-stream sentinel."""
+        return f"{_prefix(event_id, None)}data: [DONE]\n\n"
+
+    @staticmethod
+    def format_comment(text: str = "") -> str:
+        """A comment line (``: ping``), ignored by clients; keeps idle connections open."""
+        return f": {_check_field('text', text)}\n\n" if text else ":\n\n"
+
+
+class JSONLinesFormatter(ChunkFormatter):
+    """One JSON object per line: ``{"type":"data","sequence":N,"id":…,"data":…}``, then
+    ``{"type":"error","error":{…}}`` or ``{"type":"done"}``."""
+
+    @staticmethod
+    def format(chunk: StreamChunk) -> str:
+        line = _encoder.encode(
+            {
+                "type": "data",
+                "sequence": chunk.sequence_number,
+                "id": chunk.chunk_id,
+                "data": chunk.data,
+            }
+        )
+        return line.decode() + "\n"
+
+    @staticmethod
+    def format_bytes(payload: bytes, sequence: int, chunk_id: str) -> bytes:
+        """The data line for pre-serialized JSON ``payload`` (no re-encoding of the payload)."""
+        return (
+            b'{"type":"data","sequence":'
+            + str(int(sequence)).encode()
+            + b',"id":'
+            + _encoder.encode(chunk_id)
+            + b',"data":'
+            + payload
+            + b"}\n"
+        )
+
+    @staticmethod
+    def format_error(error: StreamError) -> str:
+        return _encoder.encode({"type": "error", "error": error.to_dict()}).decode() + "\n"
+
+    @staticmethod
+    def format_done() -> str:
+        return '{"type":"done"}\n'
+
+
+def _delta_text(delta: Mapping[str, Any]) -> str:
+    content = delta.get("content")
+    if isinstance(content, str):
+        return content
+    text = delta.get("text")
+    if isinstance(text, str):
+        return text
+    audio = delta.get("audio")
+    if isinstance(audio, Mapping):
+        transcript = audio.get("transcript")
+        if isinstance(transcript, str):
+            return transcript
+    return ""
+
+
+def chunk_text(data: Any) -> str:
+    """The text a chunk payload carries, "" when it carries none.
+
+    Handles OpenAI chat chunks (every choice's ``delta.content``, or an audio delta's
+    ``transcript``), legacy completion chunks (``choices[].text``), Realtime text and
+    transcript delta events (``{"type": "response.output_text.delta", "delta": "…"}``), bare
+    deltas (``{"content": …}``, ``{"text": …}``) and str payloads.
+    """
+    if isinstance(data, str):
+        return data
+    if not isinstance(data, Mapping):
+        return ""
+    choices = data.get("choices")
+    if isinstance(choices, list):
+        parts = []
+        for choice in choices:
+            if not isinstance(choice, Mapping):
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping):
+                parts.append(_delta_text(delta))
+            else:
+                text = choice.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+        return parts[0] if len(parts) == 1 else "".join(parts)
+    event_type = data.get("type")
+    if isinstance(event_type, str):
+        delta = data.get("delta")
+        if (
+            isinstance(delta, str)
+            and event_type.endswith(".delta")
+            and ("text" in event_type or "transcript" in event_type)
+        ):
+            return delta
+        return ""
+    return _delta_text(data)
+
+
+class PlainTextFormatter(ChunkFormatter):
+    """The text only (see :func:`chunk_text`).
+
+    ``format_done()`` is ``""``: the concatenated output is exactly the generated text, so a
+    resumed text stream equals an uninterrupted one. ``format_error`` starts on a new line.
+    """
+
+    @staticmethod
+    def format(chunk: StreamChunk) -> str:
+        return chunk_text(chunk.data)
+
+    @staticmethod
+    def format_error(error: StreamError) -> str:
+        return f"\n[error] {error.message}\n"
+
+    @staticmethod
+    def format_done() -> str:
+        return ""
