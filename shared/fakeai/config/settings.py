@@ -50,6 +50,8 @@ class Settings(BaseModel):
     latency_simulation: bool = True
     """False serves every request as fast as possible (like X-FakeAI-TTFT-Ms: 0, ITL 0)."""
 
+    metrics_claim_idle_s: float = Field(30.0, gt=0)
+    """Firehose entries pending this long with a dead metrics consumer are reclaimed."""
     ts_fine_s: int = Field(1, ge=1)
     ts_fine_keep_s: int = Field(3600, ge=1)
     ts_coarse_s: int = Field(60, ge=1)

@@ -40,7 +40,7 @@ async def iter_log(
     start = after if after == "-" else f"({after}"
     key = keys.chunks(stream_id)
     while True:
-        page = await redis.xrange(key, min=start, max="+", count=_PAGE)
+        page: Any = await redis.xrange(key, min=start, max="+", count=_PAGE)
         for raw_id, fields in page:
             yield raw_id.decode(), fields
         if len(page) < _PAGE:
@@ -50,7 +50,7 @@ async def iter_log(
 
 async def export_stream(redis: aredis.Redis, keys: Keys, stream_id: str) -> list[bytes]:
     """The stream as JSON Lines (each line ends with a newline)."""
-    meta = await redis.hgetall(keys.meta(stream_id))
+    meta: Any = await redis.hgetall(keys.meta(stream_id))
     if not meta and not await redis.exists(keys.chunks(stream_id)):
         raise RecordingError(f"stream {stream_id} not found (unknown, or expired)")
     lines = [

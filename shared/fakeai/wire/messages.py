@@ -48,6 +48,7 @@ KIND_DONE = b"d"
 KIND_ERROR = b"e"
 
 Endpoint = Literal["chat", "completion"]
+_NULL = b"null"
 
 
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,9 +117,19 @@ class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     emitted_at_us: int
     tokens: int = 0
     """Output tokens this entry carries (chunks), or the stream's total (terminal entries)."""
-    data: msgspec.Raw | None = None
-    """The chunk JSON, so observers can print the text."""
+    data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(_NULL))
+    """The chunk JSON, so observers can print the text; JSON ``null`` when absent.
+
+    Typed as plain ``Raw`` (not ``Raw | None``): msgspec cannot decode a non-null value into
+    that union. Read it through :attr:`payload`.
+    """
     error_code: str | None = None
+
+    @property
+    def payload(self) -> bytes | None:
+        """The carried JSON bytes, or None when the event carries none."""
+        raw = bytes(self.data)
+        return None if raw == _NULL else raw
 
 
 _encoder = msgspec.json.Encoder()
