@@ -1,0 +1,235 @@
+"""The producer service: generation requests in, timed chunks out to Redis Streams.
+
+Parts (one process): the request intake (:mod:`.intake`, FastStream consumer group
+``producers`` plus failover keep-alive), one task per stream (:mod:`.runner`, at most
+``settings.max_streams_per_producer`` at a time; further requests wait for a slot, unread or
+pending, which is the backpressure), the write coalescer (:mod:`.writer`, one flusher), and the
+cancel listener (:mod:`.cancels`).
+
+Shutdown, in order:
+
+1. stop taking requests (no reads, no take-overs);
+2. let running streams finish, up to ``drain_s``;
+3. end the rest with an ``e`` entry ``shutdown`` (retryable) and wait for those entries;
+4. stop the cancel listener and the keep-alive;
+5. flush the writer;
+6. close Redis.
+
+Requests read but never started stay pending in the group, so another producer takes them
+over once they have been idle for its reclaim time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+
+import msgspec
+import redis.asyncio as aredis
+
+from fakeai.config.settings import Settings
+from fakeai.latency_profiles import get_latency_manager
+from fakeai.services.producer.cancels import CancelListener
+from fakeai.services.producer.intake import RawRequest, RequestIntake
+from fakeai.services.producer.records import EndCode, ack_op
+from fakeai.services.producer.runner import Deps, StreamRun
+from fakeai.services.producer.writer import LogWriter
+from fakeai.streaming import StreamManager
+from fakeai.streams import Keys
+from fakeai.wire import CancelSignal, decode_request
+
+__all__ = ["Producer", "consumer_name", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def consumer_name() -> str:
+    """A consumer name unique to this process: ``<host>-<pid>-<random>``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Producer:
+    """One producer process's state; :meth:`start`, then :meth:`shutdown`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: str | None = None,
+        reclaim_idle_s: float = 15.0,
+        heartbeat_s: float = 3.0,
+        drain_s: float = 5.0,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError(
+                "the producer needs a Redis: set FAKEAI_REDIS_URL (or --redis-url), or run "
+                "`fakeai-streams up`, which starts one"
+            )
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.consumer = consumer or consumer_name()
+        self.drain_s = drain_s
+        self.redis = aredis.Redis.from_url(settings.redis_url)
+        self.writer = LogWriter(self.redis)
+        self.latency = get_latency_manager()
+        # The producer's metrics travel on the firehose: no in-process metric hooks.
+        self.manager = StreamManager(latency_manager=self.latency, enable_metrics=False)
+        self.deps = Deps(
+            settings=settings,
+            keys=self.keys,
+            redis=self.redis,
+            writer=self.writer,
+            manager=self.manager,
+            latency=self.latency,
+            producer=self.consumer,
+        )
+        self.runs: dict[str, StreamRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.max_streams_per_producer)
+        self.intake = RequestIntake(
+            settings.redis_url,
+            self.redis,
+            self.keys,
+            consumer=self.consumer,
+            batch=settings.producer_batch,
+            submit=self._submit,
+            free_slots=self._free_slots,
+            heartbeat_s=heartbeat_s,
+            reclaim_idle_s=reclaim_idle_s,
+        )
+        self.cancels = CancelListener(settings.redis_url, self.keys, self._on_cancel)
+        self._cancel_task: asyncio.Task[None] | None = None
+
+    def _free_slots(self) -> int:
+        return self.settings.max_streams_per_producer - len(self.runs)
+
+    async def start(self) -> None:
+        """Start writing, listening for cancels, and reading requests (waits for Redis)."""
+        self.writer.start()
+        self._cancel_task = asyncio.get_running_loop().create_task(
+            self.cancels.run(), name="producer-cancels"
+        )
+        await self.intake.start()
+        logger.info("producer %s started (max %d streams)", self.consumer, self._free_slots())
+
+    async def _submit(self, entries: list[RawRequest]) -> None:
+        for msg_id, fields in entries:
+            try:
+                request = decode_request(fields.get(b"r", b""))
+            except msgspec.DecodeError as e:
+                logger.error("request %s is not a GenerationRequest (%s); dropped", msg_id, e)
+                await self._ack_alone(msg_id)
+                continue
+            if request.stream_id in self.runs:
+                # The same stream published twice: the run in progress answers it.
+                await self._ack_alone(msg_id)
+                continue
+            await self._slots.acquire()
+            run = StreamRun(self.deps, request, msg_id)
+            self.runs[request.stream_id] = run
+            task = asyncio.get_running_loop().create_task(
+                self._run_one(run), name=f"stream-{request.stream_id}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _ack_alone(self, msg_id: bytes) -> None:
+        await self.writer.put(ack_op(self.keys, msg_id))
+        self.intake.release(msg_id)
+
+    async def _run_one(self, run: StreamRun) -> None:
+        try:
+            await run.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The request stays unacknowledged: after the reclaim time a producer retries it.
+            logger.exception("stream %s: producer failure", run.stream_id)
+        finally:
+            self.runs.pop(run.stream_id, None)
+            self._slots.release()
+            self.intake.release(run.msg_id)
+
+    def _on_cancel(self, signal: CancelSignal) -> None:
+        run = self.runs.get(signal.stream_id)
+        if run is not None:
+            logger.info("stream %s: cancel received (%s)", signal.stream_id, signal.reason)
+            run.end(EndCode.CANCELLED)
+
+    async def shutdown(self) -> None:
+        """The numbered shutdown sequence of the module docstring."""
+        logger.info(
+            "producer %s: shutting down (%d streams running)", self.consumer, len(self.runs)
+        )
+        # 1. stop taking requests
+        await self.intake.stop_intake()
+        # 2. let running streams finish, up to the drain deadline
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.drain_s)
+        # 3. end the rest with a retryable "shutdown" error entry
+        if self._tasks:
+            logger.info("producer: ending %d streams with 'shutdown'", len(self._tasks))
+            for run in list(self.runs.values()):
+                run.end(EndCode.SHUTDOWN)
+            _, late = await asyncio.wait(set(self._tasks), timeout=self.drain_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        # 4. stop listening for cancels and refreshing held requests
+        if self._cancel_task is not None:
+            self._cancel_task.cancel()
+            await asyncio.gather(self._cancel_task, return_exceptions=True)
+        await self.intake.close()
+        # 5. flush the writer
+        await self.writer.close(self.drain_s)
+        # 6. close Redis
+        await self.redis.aclose()
+        logger.info("producer %s: stopped", self.consumer)
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    consumer_name: str | None = None,
+    reclaim_idle_s: float = 15.0,
+    heartbeat_s: float = 3.0,
+    drain_s: float = 5.0,
+) -> None:
+    """Run a producer until ``stop`` is set (or the task is cancelled), then shut it down."""
+    producer = Producer(
+        settings,
+        consumer=consumer_name,
+        reclaim_idle_s=reclaim_idle_s,
+        heartbeat_s=heartbeat_s,
+        drain_s=drain_s,
+    )
+    await producer.start()
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await producer.shutdown()
+
+
+def main(settings: Settings) -> None:
+    """Run one producer in this process (uvloop if installed) until SIGINT or SIGTERM."""
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop=stop)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_main())
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(_main())

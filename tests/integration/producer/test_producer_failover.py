@@ -1,0 +1,190 @@
+"""Several producers, a killed producer, shutdown, and Redis going away: no duplicate, no gap."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aredis
+from tests.integration.producer.conftest import StartProducer
+from tests.integration.producer.producerkit import (
+    chat_request,
+    chat_text,
+    finished_log,
+    publish,
+    read_log,
+)
+from tests.support.servers import eventually
+
+from fakeai.config import Settings
+from fakeai.content import build_chat_completion
+from fakeai.embedded_redis import EmbeddedRedis, free_port
+from fakeai.streams import PRODUCERS_GROUP, Keys
+from fakeai.streams.meta import StreamMeta
+from fakeai.wire import GenerationRequest, decode_error, decode_firehose
+
+pytestmark = pytest.mark.redis
+
+CHILD = Path(__file__).with_name("producer_child.py")
+
+
+def _expected_text(req: GenerationRequest) -> str:
+    full = build_chat_completion(
+        req.body, completion_id=req.stream_id, created=req.created_ms // 1000, seed=req.seed
+    )
+    return str(full["choices"][0]["message"]["content"])
+
+
+async def _acked(r: aredis.Redis, keys: Keys) -> bool:
+    return int((await r.xpending(keys.requests(), PRODUCERS_GROUP))["pending"]) == 0
+
+
+async def test_two_producers_share_requests_and_produce_each_stream_once(
+    r: aredis.Redis,
+    keys: Keys,
+    start_producer: StartProducer,
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(max_streams_per_producer=3, producer_batch=1, firehose_partitions=1)
+    reqs = [chat_request(max_tokens=6, ttft_ms=0, itl_ms=30) for _ in range(12)]
+    async with start_producer(settings) as a, start_producer(settings) as b:
+        await publish(r, keys, *reqs)
+        logs = [await eventually(lambda q=q: finished_log(r, keys, q.stream_id)) for q in reqs]
+        await eventually(lambda: _acked(r, keys))
+    producers = set()
+    for req, log in zip(reqs, logs, strict=True):
+        assert [e.seq for e in log] == list(range(1, len(log) + 1))
+        assert log[-1].kind == "d"
+        assert chat_text(log) == _expected_text(req)
+        producers.add(StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id))).producer)
+    assert producers == {a.consumer, b.consumer}
+    # each entry reached the firehose exactly once: nobody produced a stream twice
+    events = [decode_firehose(f[b"f"]) for _, f in await r.xrange(keys.events(0))]
+    assert len(events) == sum(len(log) for log in logs)
+    assert len({(e.stream_id, e.entry_id) for e in events}) == len(events)
+
+
+@pytest.fixture
+def child_env(redis_url: str, key_prefix: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FAKEAI_REDIS_URL=redis_url,
+        FAKEAI_KEY_PREFIX=key_prefix,
+        FAKEAI_LATENCY_SIMULATION="false",
+        FAKEAI_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@pytest.fixture
+def spawn_child(child_env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, str(CHILD)], env=child_env)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+async def test_killed_producer_stream_is_completed_by_another_without_duplicates(
+    r: aredis.Redis,
+    keys: Keys,
+    start_producer: StartProducer,
+    spawn_child: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    req = chat_request(max_tokens=30, ttft_ms=0, itl_ms=100)
+    child = spawn_child()
+    await publish(r, keys, req)
+    before = await eventually(
+        lambda: _at_least(r, keys, req.stream_id, 5), timeout_s=15, interval_s=0.02
+    )
+    os.kill(child.pid, signal.SIGKILL)  # no cleanup, no terminal entry, no XACK
+    child.wait(10)
+    before = await read_log(r, keys, req.stream_id)
+    assert before[-1].kind == "c"
+
+    async with start_producer(reclaim_idle_s=1.0, heartbeat_s=0.2) as b:
+        log = await eventually(lambda: finished_log(r, keys, req.stream_id), timeout_s=15)
+        await eventually(lambda: _acked(r, keys))
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))  # no gap, no duplicate
+    assert log[: len(before)] == before  # what A wrote is untouched
+    assert log[-1].kind == "d"
+    assert chat_text(log) == _expected_text(req)
+    meta = StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id)))
+    assert meta.status == "done"
+    assert meta.producer == b.consumer
+    # B kept the original schedule: the rest of the 3 s stream, not a restart from zero
+    last_due = req.accepted_at + 29 * 0.1
+    assert abs(log[-2].t_us / 1e6 - last_due) < 1.0
+
+
+async def _at_least(r: aredis.Redis, keys: Keys, sid: str, n: int) -> bool:
+    return bool(await r.xlen(keys.chunks(sid)) >= n)
+
+
+async def test_shutdown_ends_running_streams_with_retryable_shutdown_error(
+    r: aredis.Redis, keys: Keys, start_producer: StartProducer
+) -> None:
+    req = chat_request(max_tokens=300, ttft_ms=0, itl_ms=50)
+    async with start_producer(drain_s=0.3):
+        await publish(r, keys, req)
+        await eventually(lambda: _at_least(r, keys, req.stream_id, 3))
+    log = await read_log(r, keys, req.stream_id)
+    assert log[-1].kind == "e"
+    assert decode_error(log[-1].data).error.code == "shutdown"
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    assert await _acked(r, keys)
+    assert StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id))).status == "error"
+
+
+@pytest.mark.slow
+async def test_producer_survives_redis_restart_and_late_start(
+    key_prefix: str, tmp_path: Path, start_producer: StartProducer
+) -> None:
+    port = free_port()
+    server = EmbeddedRedis(port=port, state_dir=tmp_path / "redis")
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{port}/0", key_prefix=key_prefix, latency_simulation=False
+    )
+    keys = Keys(key_prefix)
+    producer_cm = start_producer(settings)
+    starting = asyncio.create_task(producer_cm.__aenter__())
+    await asyncio.sleep(0.3)  # the producer retries while no server listens
+    assert not starting.done()
+    server.start()
+    client = aredis.Redis.from_url(settings.redis_url or "")
+    try:
+        await asyncio.wait_for(starting, 10)
+        first = chat_request(max_tokens=4)
+        await publish(client, keys, first)
+        await eventually(lambda: finished_log(client, keys, first.stream_id), timeout_s=10)
+
+        server.stop()  # no persistence: the group and every key are gone
+        server = EmbeddedRedis(port=port, state_dir=tmp_path / "redis")
+        server.start()
+        await client.aclose()
+        client = aredis.Redis.from_url(settings.redis_url or "")
+        second = chat_request(max_tokens=4)
+        await publish(client, keys, second)
+        log = await eventually(
+            lambda: finished_log(client, keys, second.stream_id), timeout_s=20, interval_s=0.1
+        )
+        assert log[-1].kind == "d"
+        assert chat_text(log) == _expected_text(second)
+    finally:
+        await producer_cm.__aexit__(None, None, None)
+        await client.aclose()
+        server.stop()
