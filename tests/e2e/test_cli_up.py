@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -55,7 +54,16 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: b
     env["FAKEAI_KEY_PREFIX"] = f"up{os.getpid()}{int(external)}"
     if external:
         env["FAKEAI_REDIS_URL"] = redis_url
-    cmd = [sys.executable, "-m", "fakeai.services.cli", "up", "--port", "0", "--state-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fakeai.services.cli",
+        "up",
+        "--port",
+        "0",
+        "--state-dir",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -64,7 +72,9 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: b
         while "ready on" not in line:
             assert time.monotonic() < deadline, "up did not announce readiness"
             line = proc.stdout.readline()
-            assert line or proc.poll() is None, f"up exited: {proc.stderr.read() if proc.stderr else ''}"
+            assert line or proc.poll() is None, (
+                f"up exited: {proc.stderr.read() if proc.stderr else ''}"
+            )
         m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         assert m, line
         base = m.group(1)
@@ -80,7 +90,9 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: b
         assert r.json()["object"] == "chat.completion"
 
         body["stream"] = True
-        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=20) as s:
+        with httpx.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=20
+        ) as s:
             lines = [ln for ln in s.iter_lines() if ln.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
         assert json.loads(lines[0][6:])["object"] == "chat.completion.chunk"

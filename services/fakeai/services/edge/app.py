@@ -1,0 +1,246 @@
+"""The edge application: routes, middleware, error handling, lifespan, and the server.
+
+Lifespan start-up builds the state (``app.state.edge``; ``settings``, ``keys``, ``redis``,
+``hub`` and ``recorder`` are also set on ``app.state`` for route modules). Redis is not needed
+to start: until it answers, ``/readyz`` and the API say 503 with ``Retry-After``.
+
+Shutdown, in order (the way uvicorn's ``Server.shutdown`` does it):
+
+1. Stop intake: new requests get 503 ``shutting_down``.
+2. End live client streams with a resumable error event; wait for open responses to finish,
+   up to :data:`DRAIN_S`.
+3. Stop the hub (its blocking connection is closed, never pooled).
+4. Flush the recorder, then close the Redis pool.
+
+Under :func:`serve`, steps 1-2 run as soon as the server begins shutting down (uvicorn waits
+for open connections *before* the lifespan ends, so they must end first); under any other
+ASGI server they run when the lifespan ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import cast
+
+import redis.asyncio as aredis
+import uvicorn
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fakeai.config import Settings
+from fakeai.errors import ApiError, PayloadTooLarge, Unauthorized, error_body
+from fakeai.services.edge import openai_routes, stream_routes
+from fakeai.services.edge.hub import Hub
+from fakeai.services.edge.metrics_routes import routes as metrics_routes
+from fakeai.services.edge.state import EdgeState
+from fakeai.streams import Keys
+from fakeai.timeseries.recorder import SampleRecorder
+
+__all__ = ["DRAIN_S", "create_app", "make_server", "run", "serve"]
+
+logger = logging.getLogger(__name__)
+
+DRAIN_S = 5.0
+"""How long shutdown waits for open responses to end after telling them to."""
+POOL_CONNECTIONS = 256
+"""Command connections (never blocking reads); callers past it wait for a free one."""
+
+
+class EdgeMiddleware:
+    """Pure ASGI: stamps the arrival time, checks the API key and the body size.
+
+    ``scope["state"]["arrived"]`` (Unix s) is the origin of TTFT: taken before routing and
+    body parsing, as close to the socket as an app can get. The API key guards ``/v1/*``;
+    ``/healthz``, ``/readyz`` and ``/metrics`` stay open for probes and scrapers.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.limit = settings.max_body_bytes
+        self.bearer = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["arrived"] = time.time()
+        headers = dict(scope["headers"])
+        if (
+            self.bearer is not None
+            and scope["path"].startswith("/v1/")
+            and headers.get(b"authorization") != self.bearer
+        ):
+            err = Unauthorized("invalid or missing API key (Authorization: Bearer <key>)")
+            await _error_response(err)(scope, receive, send)
+            return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _error_response(self._too_large())(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            # Content-Length may be absent (chunked) or wrong: count what really arrives.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body larger than {self.limit} bytes", param=None)
+
+
+def _error_response(e: ApiError) -> Response:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers())
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    return _error_response(cast(ApiError, exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    e = cast(HTTPException, exc)
+    kind = "invalid_request_error" if e.status_code < 500 else "server_error"
+    code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code)
+    return JSONResponse(
+        error_body(str(e.detail), kind, code=code), status_code=e.status_code, headers=e.headers
+    )
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    # The boundary where raw Redis errors become the API's 503 (see fakeai.errors).
+    logger.warning("Redis unavailable: %s", exc)
+    return JSONResponse(
+        error_body("Redis is unavailable; retry later", "server_error", code="redis_unavailable"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse(
+        error_body("internal server error", "server_error", code="internal_error"),
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The edge as an ASGI app; Redis connections open in its lifespan."""
+    if settings.redis_url is None:
+        raise ValueError("the edge needs a Redis: set FAKEAI_REDIS_URL (or --redis-url)")
+    url = settings.redis_url
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = aredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=5, socket_connect_timeout=2.0
+        )
+        redis = aredis.Redis.from_pool(pool)
+        keys = Keys(settings.key_prefix)
+        hub = Hub(url, redis)
+        hub.start()
+        recorder = SampleRecorder(redis, keys, settings)
+        recorder_task = asyncio.create_task(recorder.run(), name="edge-recorder")
+        state = EdgeState(settings=settings, keys=keys, redis=redis, hub=hub, recorder=recorder)
+        app.state.edge = state
+        app.state.settings, app.state.keys, app.state.redis = settings, keys, redis
+        app.state.hub, app.state.recorder = hub, recorder
+        logger.info(
+            "edge ready (redis %s, prefix %s)", pool.connection_kwargs.get("host"), keys.prefix
+        )
+        try:
+            yield
+        finally:
+            # 1-2. Stop intake, end live streams, drain open responses to a deadline.
+            state.begin_shutdown()
+            if state.responses > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.drained.wait(), DRAIN_S)
+            # 3. Stop the hub.
+            await hub.close()
+            # 4. Flush metrics, close Redis.
+            recorder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder_task
+            await redis.aclose()
+            logger.info("edge stopped")
+
+    return Starlette(
+        routes=[*openai_routes.routes, *stream_routes.routes, *metrics_routes],
+        middleware=[Middleware(EdgeMiddleware, settings=settings)],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            RedisConnectionError: _redis_down,
+            RedisTimeoutError: _redis_down,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+class _EdgeServer(uvicorn.Server):
+    """uvicorn, telling the edge to end its streams as soon as shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._edge_app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state: EdgeState | None = getattr(self._edge_app.state, "edge", None)
+        if state is not None:
+            state.begin_shutdown()
+        await super().shutdown(sockets)
+
+
+def make_server(settings: Settings, *, fd: int | None = None) -> uvicorn.Server:
+    """A uvicorn server for the edge (uvloop and httptools when installed, no access log).
+
+    ``fd`` is a listening socket inherited from ``fakeai-streams up`` (several edge processes
+    share one port); otherwise it binds ``settings.host:settings.port``.
+    """
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        fd=fd,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=int(DRAIN_S) + 5,
+    )
+    return _EdgeServer(config, app)
+
+
+def serve(settings: Settings, *, fd: int | None = None) -> None:
+    """Serve the edge until SIGINT/SIGTERM (see :func:`make_server`)."""
+    from sse_starlette.sse import AppStatus
+
+    # Our shutdown ends streams with an error event; sse-starlette's would cancel them silently.
+    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
+    make_server(settings, fd=fd).run()
+
+
+run = serve
+"""Alias: ``run(settings)`` serves the edge (the name the other services use)."""

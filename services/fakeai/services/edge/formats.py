@@ -1,0 +1,163 @@
+"""Wire encodings of log entries: SSE, JSON Lines and plain text (bytes in, bytes out).
+
+The chunk JSON is written exactly as the producer stored it, never decoded and re-encoded
+(only the text format parses it, to pull the text out).
+
+SSE (WHATWG HTML §9.2, https://html.spec.whatwg.org/multipage/server-sent-events.html)::
+
+    id: <entry id>            every event names its log entry: Last-Event-ID resumes after it
+    retry: <ms>               on the first event only
+    data: <chunk JSON>        one line (compact JSON); no ``event:`` line, as OpenAI sends it
+
+A terminal ``d`` becomes ``data: [DONE]`` (with the terminal entry's id); a terminal ``e``
+becomes ``data: {"error": {...}}`` then ``data: [DONE]``. An interruption by the edge (slow
+client, shutdown) is an error event *without* ``id:``, so the client's Last-Event-ID stays on
+the last chunk it really received, then ``data: [DONE]``.
+
+JSON Lines: ``{"id","type":"chunk","data"}``, ``{"id","type":"done"}``,
+``{"id","type":"error","error"}`` (``"response"`` for a whole non-streaming response).
+Text: the generated text only; an error adds one ``[error] <code>: <message>`` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from fakeai.errors import BadRequest
+from fakeai.services.edge.log import Entry
+from fakeai.streaming.sse import chunk_text as sse_chunk_text
+from fakeai.wire import KIND_DONE, KIND_ERROR, KIND_RESPONSE, ErrorBody, decode_error, encode
+
+__all__ = ["FORMATS", "Format", "Formatter", "choose_format", "chunk_text", "formatter"]
+
+Format = Literal["sse", "jsonl", "text"]
+FORMATS: tuple[Format, ...] = ("sse", "jsonl", "text")
+
+MEDIA_TYPES: dict[Format, str] = {
+    "sse": "text/event-stream",
+    "jsonl": "application/x-ndjson",
+    "text": "text/plain",
+}
+
+_DONE = b"data: [DONE]\n\n"
+_json_decode = msgspec.json.Decoder().decode
+
+
+def choose_format(query: str | None, accept: str | None) -> Format:
+    """``?format=`` wins; else the Accept header; else SSE."""
+    if query:
+        if query not in FORMATS:
+            raise BadRequest(
+                f"format: expected one of {', '.join(FORMATS)}; got {query!r}", param="format"
+            )
+        return query
+    a = (accept or "").lower()
+    if "text/event-stream" in a:
+        return "sse"
+    if "application/x-ndjson" in a or "application/jsonl" in a:
+        return "jsonl"
+    if "text/plain" in a:
+        return "text"
+    return "sse"
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    text: str | None = None
+    message: _Message | None = None
+
+
+class _Response(msgspec.Struct):
+    choices: list[_Choice] = []
+
+
+_response_decoder = msgspec.json.Decoder(_Response)
+
+
+def chunk_text(data: bytes, *, whole: bool = False) -> str:
+    """The text a chunk carries (``whole``: a non-streaming response); "" if none."""
+    try:
+        if not whole:
+            return sse_chunk_text(_json_decode(data))
+        parts = []
+        for c in _response_decoder.decode(data).choices:
+            parts.append(c.text or (c.message.content if c.message else None) or "")
+        return "".join(parts)
+    except msgspec.DecodeError:
+        return ""
+
+
+def _error_of(entry: Entry) -> ErrorBody:
+    try:
+        return decode_error(entry.data).error
+    except msgspec.DecodeError:
+        return ErrorBody(message="the stream failed", type="server_error", code="stream_error")
+
+
+@dataclass(frozen=True, slots=True)
+class Formatter:
+    """Turns entries into bytes for one response; ``retry_ms`` goes on the first SSE event."""
+
+    format: Format
+    retry_ms: int
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.format]
+
+    def prime(self, position: str) -> bytes:
+        """SSE priming event: the resume position and ``retry:``, no data (so it is not
+        dispatched, but the client's Last-Event-ID is set). Empty for other formats."""
+        if self.format != "sse":
+            return b""
+        return b"id: %s\nretry: %d\n\n" % (position.encode(), self.retry_ms)
+
+    def entry(self, e: Entry, *, first: bool = False) -> bytes:
+        if self.format == "sse":
+            return self._sse(e, first)
+        if self.format == "jsonl":
+            return self._jsonl(e)
+        return self._text(e)
+
+    def interrupted(self, body: ErrorBody) -> bytes:
+        """The end of a response the edge cut short (resumable): error, then the end marker."""
+        if self.format == "sse":
+            return b"data: " + encode({"error": body}) + b"\n\n" + _DONE
+        if self.format == "jsonl":
+            return b'{"id":null,"type":"error","error":' + encode(body) + b"}\n"
+        return f"\n[error] {body.code}: {body.message}\n".encode()
+
+    def _sse(self, e: Entry, first: bool) -> bytes:
+        head = b"id: " + e.id + (b"\nretry: %d\n" % self.retry_ms if first else b"\n")
+        if e.kind == KIND_DONE:
+            return head + b"data: [DONE]\n\n"
+        if e.kind == KIND_ERROR:
+            return head + b"data: " + e.data + b"\n\n" + _DONE
+        return head + b"data: " + e.data + b"\n\n"
+
+    def _jsonl(self, e: Entry) -> bytes:
+        head = b'{"id":"' + e.id + b'","type":'
+        if e.kind == KIND_DONE:
+            return head + b'"done"}\n'
+        if e.kind == KIND_ERROR:
+            return head + b'"error","error":' + encode(_error_of(e)) + b"}\n"
+        kind = b'"response"' if e.kind == KIND_RESPONSE else b'"chunk"'
+        return head + kind + b',"data":' + e.data + b"}\n"
+
+    def _text(self, e: Entry) -> bytes:
+        if e.kind == KIND_DONE:
+            return b""
+        if e.kind == KIND_ERROR:
+            err = _error_of(e)
+            return f"\n[error] {err.code}: {err.message}\n".encode()
+        return chunk_text(e.data, whole=e.kind == KIND_RESPONSE).encode()
+
+
+def formatter(fmt: Format, retry_ms: int) -> Formatter:
+    return Formatter(fmt, retry_ms)

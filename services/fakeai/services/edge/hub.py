@@ -1,0 +1,292 @@
+"""The hub: one Redis reader per edge process for every stream that has subscribers.
+
+One dedicated connection runs ``XREAD COUNT 512 BLOCK 1000 STREAMS k1..kn id1..idn`` over all
+keys with subscribers and fans the entries out in memory to each subscriber's bounded queue, so
+a stream watched by a thousand clients costs Redis one reader (a blocked XREAD per client would
+cost O(clients) on every XADD: https://redis.io/docs/latest/commands/xread/).
+
+Contract:
+
+- Ids are always concrete, never ``$``: a ``$`` re-sent on every call loses the entries appended
+  between two calls. A key's start is resolved once, when it is added (the newest entry id of
+  the log, or ``<created_ms>-0`` for a stream this request created).
+- Subscribe first, then read the backlog with XRANGE (:mod:`.reader`): every entry after
+  :attr:`Subscription.start` reaches the queue, so backlog + queue has no gap; the reader drops
+  ids it already sent (the seam).
+- When the key set changes while the XREAD is blocked, ``CLIENT UNBLOCK <hub client id>`` from
+  the command pool makes it return at once and the loop re-issues it with the new keys
+  (https://redis.io/docs/latest/commands/client-unblock/).
+- A terminal entry (``k`` = d or e) is delivered, then the key is dropped.
+- A queue past its bound marks the subscriber overflowed; it ends with a resumable error.
+- The blocking connection is never shared and never reused after an error or cancellation (a
+  cancelled blocking read can leave an unread reply on its connection: redis/redis-py#2663,
+  #2624): it is closed and a fresh one opened, with backoff. If Redis stays down past
+  ``down_deadline_s``, every subscriber ends with ``redis_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from fakeai.services.edge.log import PAGE, Entry, StreamInterrupted, parse_entry
+
+__all__ = ["Hub", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+_RESUME_HINT = "reconnect with Last-Event-ID to resume"
+
+
+class Subscription:
+    """One client's view of a live stream: a bounded queue the hub fills."""
+
+    __slots__ = ("_failure", "_items", "_wake", "key", "limit", "overflowed", "start_seq")
+
+    def __init__(self, key: bytes, start_seq: int, limit: int) -> None:
+        self.key = key
+        self.start_seq = start_seq
+        """Every entry with a larger seq reaches this queue (unless it overflows)."""
+        self.limit = limit
+        self._items: deque[Entry] = deque()
+        self._wake = asyncio.Event()
+        self._failure: StreamInterrupted | None = None
+        self.overflowed = False
+
+    def _push(self, batch: list[Entry]) -> None:
+        if self._failure is not None:
+            return
+        # One XREAD batch may exceed the bound by itself (a fast reader takes it at once);
+        # entries piling up behind an unread batch are what marks a slow client.
+        if self._items and len(self._items) + len(batch) > self.limit:
+            # Memory stays bounded: drop what is queued; the client resumes from Redis.
+            self._items.clear()
+            self.overflowed = True
+            self._fail(
+                StreamInterrupted(
+                    "slow_consumer",
+                    f"client fell more than {self.limit} events behind; {_RESUME_HINT}",
+                )
+            )
+            return
+        self._items.extend(batch)
+        self._wake.set()
+
+    def _fail(self, failure: StreamInterrupted) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._wake.set()
+
+    async def get(self) -> list[Entry]:
+        """The entries queued so far (waits for at least one).
+
+        Raises:
+            StreamInterrupted: the queue overflowed, Redis stayed down, or the edge is closing.
+        """
+        while not self._items:
+            if self._failure is not None:
+                raise self._failure
+            self._wake.clear()
+            await self._wake.wait()
+        if self._failure is not None:
+            raise self._failure
+        batch = list(self._items)
+        self._items.clear()
+        return batch
+
+
+class Hub:
+    """Reads every subscribed stream log on one dedicated connection and fans out in memory."""
+
+    def __init__(
+        self,
+        url: str,
+        commands: aredis.Redis,
+        *,
+        block_ms: int = 1000,
+        down_deadline_s: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._cmd = commands
+        self._block_ms = block_ms
+        self._down_deadline_s = down_deadline_s
+        self._subs: dict[bytes, set[Subscription]] = {}
+        self._last: dict[bytes, bytes] = {}
+        self._wake = asyncio.Event()
+        self._gen = 0
+        self._blocked_gen: int | None = None
+        self._conn: aredis.Redis | None = None
+        self._client_id: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._kick_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.reads = 0
+        """XREAD calls made (for diagnostics and tests)."""
+        self.overflows = 0
+        """Subscribers ended as slow consumers."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="edge-hub")
+
+    def end_all(self, code: str, message: str) -> None:
+        """End every subscriber with a resumable error (shutdown, or Redis down)."""
+        failure = StreamInterrupted(code, message)
+        for subs in self._subs.values():
+            for sub in subs:
+                sub._fail(failure)
+        self._subs.clear()
+        self._last.clear()
+
+    async def close(self) -> None:
+        """Stop reading and close the dedicated connection (never returned to a pool)."""
+        self._closed = True
+        self.end_all("edge_shutdown", f"the server is shutting down; {_RESUME_HINT}")
+        for task in (self._task, self._kick_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._drop_connection()
+
+    @property
+    def keys(self) -> int:
+        return len(self._last)
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscribe(self, key: str, start_id: str, limit: int) -> Subscription:
+        """Register a queue for ``key``; entries after ``start_id`` (or the hub's position for
+        the key, when it already reads it) will reach it.
+
+        ``start_id`` must be a concrete id no later than anything the caller has not read
+        yet: the newest entry id of the log, or ``<created_ms>-0``.
+        """
+        if self._closed:
+            raise StreamInterrupted("edge_shutdown", f"the server is shutting down; {_RESUME_HINT}")
+        k = key.encode()
+        last = self._last.get(k)
+        if last is None:
+            last = self._last[k] = start_id.encode()
+            self._subs[k] = set()
+            self._changed()
+        sub = Subscription(k, int(last.partition(b"-")[2]), limit)
+        self._subs[k].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.key)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            # Reading an unwatched key for one more round is harmless: no unblock needed.
+            del self._subs[sub.key]
+            self._last.pop(sub.key, None)
+
+    def _changed(self) -> None:
+        self._gen += 1
+        self._wake.set()
+        if self._blocked_gen is not None and self._kick_task is None:
+            self._kick_task = asyncio.create_task(self._kick(), name="edge-hub-unblock")
+
+    async def _kick(self) -> None:
+        """CLIENT UNBLOCK the hub's XREAD so it re-issues with the new key set.
+
+        Returns 0 while the XREAD is still on its way to the server; retry briefly then.
+        """
+        try:
+            for _ in range(100):
+                if self._blocked_gen is None or self._blocked_gen >= self._gen:
+                    return
+                if self._client_id is not None and await self._cmd.client_unblock(self._client_id):
+                    return
+                await asyncio.sleep(0.002)
+        except RedisError as e:
+            logger.debug("hub unblock failed: %s", e)
+        finally:
+            self._kick_task = None
+
+    # -- the read loop -----------------------------------------------------------------------
+
+    async def _connect(self) -> aredis.Redis:
+        if self._conn is None:
+            conn = aredis.Redis.from_url(
+                self._url, single_connection_client=True, socket_connect_timeout=2.0
+            )
+            try:
+                self._client_id = int(await conn.client_id())
+            except BaseException:
+                await conn.aclose()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn, self._client_id = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.aclose()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        down_since: float | None = None
+        while not self._closed:
+            if not self._last:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                conn = await self._connect()
+                if not self._last:  # every subscriber left while connecting
+                    continue
+                streams: dict[Any, Any] = dict(self._last)
+                self._blocked_gen = self._gen
+                try:
+                    resp = await conn.xread(streams, count=PAGE, block=self._block_ms)
+                finally:
+                    self._blocked_gen = None
+                self.reads += 1
+            except (RedisError, OSError) as e:
+                await self._drop_connection()
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = now
+                    logger.warning("hub lost Redis (%s); reconnecting", e)
+                elif now - down_since > self._down_deadline_s:
+                    self.end_all("redis_unavailable", f"Redis is unavailable; {_RESUME_HINT}")
+                    down_since = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            if down_since is not None:
+                logger.info("hub reconnected to Redis")
+            down_since, backoff = None, 0.05
+            self._dispatch(resp)
+
+    def _dispatch(self, resp: Any) -> None:
+        items = resp.items() if isinstance(resp, dict) else (resp or ())
+        for key, rows in items:
+            if key not in self._last or not rows:
+                continue
+            if isinstance(rows, list) and rows and isinstance(rows[0], list):
+                rows = rows[0]  # RESP3 nests the entry list one level deeper
+            batch = [parse_entry(i, f) for i, f in rows]
+            self._last[key] = batch[-1].id
+            subs = self._subs.get(key, ())
+            for sub in subs:
+                was = sub.overflowed
+                sub._push(batch)
+                if sub.overflowed and not was:
+                    self.overflows += 1
+            if any(e.terminal for e in batch):
+                self._subs.pop(key, None)
+                self._last.pop(key, None)

@@ -1,0 +1,92 @@
+"""A stream's log as the edge sees it: parsed entries, paged reads, and interruptions.
+
+An entry of ``Keys.chunks(sid)`` has the fields ``k`` (kind), ``d`` (payload, the chunk JSON as
+clients receive it) and ``t`` (producer append time, µs); see :mod:`fakeai.wire.messages`.
+The edge never re-encodes ``d``: it writes those bytes to every client as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aredis
+
+from fakeai.wire import KIND_DONE, KIND_ERROR, ErrorBody
+
+__all__ = ["PAGE", "Entry", "StreamInterrupted", "iter_range", "last_entry", "parse_entry"]
+
+PAGE = 512
+"""Entries per XRANGE page and per hub XREAD: large replies are cheap with hiredis."""
+
+_TERMINAL = (KIND_DONE, KIND_ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One log entry, parsed once and shared by every subscriber of the stream."""
+
+    id: bytes
+    """The entry id ``<created_ms>-<seq>``, as bytes (written to clients as the SSE ``id:``)."""
+    seq: int
+    kind: bytes
+    data: bytes
+    t_us: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in _TERMINAL
+
+
+def parse_entry(raw_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    """An :class:`Entry` from a redis-py XRANGE/XREAD item (missing fields default to empty)."""
+    _, _, seq = raw_id.partition(b"-")
+    t = fields.get(b"t")
+    return Entry(
+        id=raw_id,
+        seq=int(seq),
+        kind=fields.get(b"k", b"c"),
+        data=fields.get(b"d", b""),
+        t_us=int(t) if t else 0,
+    )
+
+
+class StreamInterrupted(Exception):
+    """The edge stopped serving a stream before its end; the client should resume.
+
+    The stream itself goes on in Redis: ``code`` says why this connection ended
+    (``slow_consumer``, ``redis_unavailable``, ``edge_shutdown``) and the message tells the
+    client to reconnect with ``Last-Event-ID``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(message=self.message, type="server_error", code=self.code)
+
+
+async def iter_range(
+    redis: aredis.Redis, key: str, after_seq: int, created_ms: int
+) -> AsyncIterator[list[Entry]]:
+    """Pages of the entries after ``<created_ms>-<after_seq>`` (exclusive start), in order.
+
+    The ``(`` exclusive range start needs Redis >= 6.2 (https://redis.io/docs/latest/commands/xrange/).
+    """
+    start = f"({created_ms}-{after_seq}"
+    while True:
+        page: Any = await redis.xrange(key, min=start, max="+", count=PAGE)
+        if page:
+            yield [parse_entry(i, f) for i, f in page]
+        if len(page) < PAGE:
+            return
+        start = "(" + page[-1][0].decode()
+
+
+async def last_entry(redis: aredis.Redis, key: str) -> Entry | None:
+    """The newest entry of a log, or None when the log is empty or missing."""
+    rows: Any = await redis.xrevrange(key, max="+", min="-", count=1)
+    return parse_entry(*rows[0]) if rows else None

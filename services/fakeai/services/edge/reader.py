@@ -1,0 +1,140 @@
+"""Per-client iterators over one stream's log: live (hub + catch-up) and finished (replay).
+
+Resume contract: given the position ``<created_ms>-<after_seq>`` a client already has, the
+iterator yields every later entry exactly once, in order, and stops after the terminal entry.
+
+- Live: register on the hub FIRST, then page through ``XRANGE key (<after> +`` to catch up,
+  then drain the hub queue, skipping ids <= the last one yielded (entries appended while
+  catching up arrive both ways: that seam is where duplicates would come from).
+- Finished (the terminal entry is already in the log): XRANGE alone, no hub. ``pace`` replays
+  the recorded timing: entry k is due at ``start + (t_k - base) / pace``, on absolute
+  deadlines so per-chunk work does not accumulate into drift (see :mod:`fakeai.timing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncGenerator
+
+import redis.asyncio as aredis
+
+from fakeai.errors import BadRequest
+from fakeai.services.edge.hub import Hub, Subscription
+from fakeai.services.edge.log import Entry, StreamInterrupted, iter_range
+
+__all__ = ["parse_pace", "read_finished", "read_live"]
+
+_PACES = "original, fast, or a positive speed factor such as 2 or 0.5"
+
+
+def parse_pace(raw: str | None) -> float | None:
+    """``?pace=`` as a speed factor: ``original`` = 1, ``fast`` (or absent) = None (no waits)."""
+    if raw is None or raw == "" or raw == "fast":
+        return None
+    if raw == "original":
+        return 1.0
+    try:
+        factor = float(raw)
+    except ValueError:
+        factor = math.nan
+    if not math.isfinite(factor) or factor <= 0:
+        raise BadRequest(f"pace: expected {_PACES}; got {raw!r}", param="pace")
+    return factor
+
+
+def _after(batch: list[Entry], last: int) -> tuple[list[Entry], int, bool]:
+    """The entries of ``batch`` after seq ``last``, up to a terminal one: (new, last, ended)."""
+    out = []
+    for e in batch:
+        if e.seq <= last:
+            continue  # the seam: already yielded
+        out.append(e)
+        last = e.seq
+        if e.terminal:
+            return out, last, True
+    return out, last, False
+
+
+async def read_live(
+    redis: aredis.Redis,
+    hub: Hub,
+    sub: Subscription,
+    *,
+    key: str,
+    created_ms: int,
+    after_seq: int,
+) -> AsyncGenerator[list[Entry], None]:
+    """Batches of the entries after ``after_seq`` of a stream that may still be running.
+
+    Ends after the terminal entry. Entries that are ready together come as one batch, so the
+    response writes them with one send. ``sub`` is the caller's subscription to ``key``
+    (``hub.subscribe`` before this iterator is created); the iterator releases it when it ends
+    or is closed.
+
+    Raises:
+        StreamInterrupted: the client's queue overflowed, Redis stayed down, or shutdown.
+    """
+    try:
+        last = after_seq
+        if sub.start_seq > last:
+            async for page in iter_range(redis, key, last, created_ms):
+                batch, last, ended = _after(page, last)
+                if batch:
+                    yield batch
+                if ended:
+                    return
+        while True:
+            batch, last, ended = _after(await sub.get(), last)
+            if batch:
+                yield batch
+            if ended:
+                return
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def read_finished(
+    redis: aredis.Redis,
+    key: str,
+    *,
+    created_ms: int,
+    after_seq: int,
+    pace: float | None,
+    base_t_us: int | None,
+    closing: asyncio.Event,
+) -> AsyncGenerator[list[Entry], None]:
+    """Batches of the entries after ``after_seq`` of a finished stream, optionally paced.
+
+    Unpaced, a batch is an XRANGE page; paced, one entry at its deadline. ``base_t_us`` is
+    the time the recording's offsets count from (the stream's ``accepted_at``, so TTFT is
+    replayed too); None starts from the first entry yielded.
+    """
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    base = base_t_us
+    async for page in iter_range(redis, key, after_seq, created_ms):
+        if pace is None:
+            batch, _, ended = _after(page, after_seq)
+            yield batch
+            if ended:
+                return
+            continue
+        for e in page:
+            if base is None:
+                base = e.t_us
+            deadline = t0 + max(0, e.t_us - base) / 1e6 / pace
+            if deadline > loop.time():
+                # Wait for the deadline, or for shutdown, whichever comes first.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await closing.wait()
+            if closing.is_set():
+                raise StreamInterrupted(
+                    "edge_shutdown",
+                    "the server is shutting down; reconnect with Last-Event-ID to resume",
+                )
+            yield [e]
+            if e.terminal:
+                return
