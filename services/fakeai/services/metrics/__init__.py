@@ -1,0 +1,1 @@
+"""The metrics consumer: firehose (group ``metrics``) -> per-stream samples -> time series."""

@@ -1,0 +1,286 @@
+"""The metrics consumer service: firehose partitions -> samples -> time series in Redis.
+
+Contract:
+- Reads every partition ``Keys.events(p)`` in group ``metrics`` (created explicitly at id 0
+  with MKSTREAM; BUSYGROUP tolerated) with raw ``XREADGROUP COUNT 500 BLOCK`` (about 9 µs per
+  entry against 18 for FastStream's batch mode; notes/redis-faststream.md §0.2). N consumers
+  share the partitions' entries.
+- Delivery is at-least-once; samples are exactly-once per stream: a stream's samples are folded
+  on its terminal entry and committed in one MULTI/EXEC together with its ``Keys.ts_seen``
+  marker, under WATCH of those markers (https://redis.io/docs/latest/develop/interact/transactions/
+  #optimistic-locking-using-check-and-set). A redelivered terminal entry finds its marker and
+  adds nothing. Then one XACK per partition.
+- Entries of a consumer that died stay pending; every consumer runs XAUTOCLAIM for entries idle
+  longer than ``claim_idle_s`` (https://redis.io/docs/latest/commands/xautoclaim/).
+- A malformed entry is logged, counted (``invalid_events``) and acked: it never blocks the group.
+
+The MULTI/EXEC commit needs all keys on one node; on Redis Cluster the commit would have to be
+split per slot (not supported here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+import redis.asyncio as aredis
+from redis.exceptions import ResponseError, WatchError
+
+from fakeai.config import Settings
+from fakeai.services.metrics.tracker import FinishedStream, StreamTracker, fold_finished, rebuild
+from fakeai.streams import METRICS_GROUP, Keys, parse_entry_id
+from fakeai.timeseries import Fold
+from fakeai.timeseries import names as n
+from fakeai.timeseries.native import NativeSeries
+from fakeai.wire import decode_firehose
+
+__all__ = ["MetricsConsumer", "ensure_groups", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+READ_COUNT = 500
+_FIELD = b"f"
+_UNKNOWN_MODEL = "unknown"
+
+
+async def ensure_groups(redis: aredis.Redis, streams: list[str], group: str, start: str) -> None:
+    """``XGROUP CREATE <stream> <group> <start> MKSTREAM`` on each stream; BUSYGROUP is fine."""
+    for key in streams:
+        try:
+            await redis.xgroup_create(key, group, id=start, mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+
+class MetricsConsumer:
+    """One consumer of the ``metrics`` group. :meth:`step` handles one read; :meth:`run` loops."""
+
+    def __init__(
+        self,
+        redis: aredis.Redis,
+        settings: Settings,
+        *,
+        consumer_name: str | None = None,
+        claim_idle_s: float = 30.0,
+        block_ms: int = 500,
+    ) -> None:
+        if not claim_idle_s > 0:
+            raise ValueError(f"claim_idle_s must be > 0, got {claim_idle_s!r}")
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.name = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = max(1, int(claim_idle_s * 1000))
+        self.block_ms = block_ms
+        self.partitions = self.keys.all_events(settings.firehose_partitions)
+        self.tracker = StreamTracker()
+        self.native: NativeSeries | None = None
+        self.seen_ttl_s = settings.firehose_retention_s + 3600
+        self.streams_committed = 0
+        self.entries_read = 0
+        self._next_claim = 0.0
+
+    async def start(self) -> None:
+        await ensure_groups(self.redis, self.partitions, METRICS_GROUP, "0")
+        self.native = await NativeSeries.detect(self.redis, self.keys, self.settings)
+        logger.info(
+            "metrics consumer %s reading %d partitions (RedisTimeSeries %s)",
+            self.name,
+            len(self.partitions),
+            "on" if self.native else "absent",
+        )
+
+    async def step(self) -> int:
+        """Reclaim idle entries when due, then read and commit one batch; entries handled."""
+        handled = 0
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + max(0.05, self.claim_idle_ms / 2000)
+            handled += await self._reclaim()
+        reply: Any = await self.redis.xreadgroup(
+            METRICS_GROUP,
+            self.name,
+            {k: ">" for k in self.partitions},
+            count=READ_COUNT,
+            block=self.block_ms,
+        )
+        items = reply.items() if isinstance(reply, dict) else (reply or ())  # RESP3 or RESP2
+        batch = [(_s(key), entries) for key, entries in items]
+        handled += await self.handle(batch)
+        return handled
+
+    async def _reclaim(self) -> int:
+        handled = 0
+        for key in self.partitions:
+            start = "0-0"
+            while True:
+                res = await self.redis.xautoclaim(
+                    key, METRICS_GROUP, self.name, self.claim_idle_ms, start, count=READ_COUNT
+                )
+                start = _s(res[0])
+                entries = res[1]
+                if entries:
+                    handled += await self.handle([(key, entries)])
+                if start == "0-0" or not entries:
+                    break
+        if handled:
+            logger.info("reclaimed %d idle firehose entries", handled)
+        return handled
+
+    async def handle(self, batch: list[tuple[str, list[Any]]]) -> int:
+        """Fold, commit and ack one batch of ``(partition key, [(id, fields)])``."""
+        acks: dict[str, list[Any]] = defaultdict(list)
+        finished: list[FinishedStream] = []
+        invalid = 0
+        for key, entries in batch:
+            for entry in entries:
+                eid, fields = entry[0], entry[1]
+                acks[key].append(eid)
+                raw = fields.get(_FIELD) if isinstance(fields, dict) else None
+                try:
+                    if raw is None:
+                        raise ValueError("no 'f' field")
+                    ev = decode_firehose(raw)
+                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+                    invalid += 1
+                    logger.warning("invalid firehose entry %s %s: %s", key, _s(eid), e)
+                    continue
+                f = self.tracker.observe(ev)
+                if f is not None:
+                    finished.append(f)
+        count = sum(len(v) for v in acks.values())
+        if not count:
+            return 0
+        self.entries_read += count
+        finished = await self._complete(finished)
+        committed = await self._commit(finished, invalid)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, ids in acks.items():
+            pipe.xack(key, METRICS_GROUP, *ids)
+        await pipe.execute()
+        self.tracker.mark_finished([f.stream_id for f in finished])
+        if self.native is not None and committed:
+            await self.native.write(committed)
+        return count
+
+    async def _complete(self, finished: list[FinishedStream]) -> list[FinishedStream]:
+        """Rebuild the streams this consumer did not see whole from their logs (one pipeline)."""
+        partial = [i for i, f in enumerate(finished) if not f.complete]
+        if not partial:
+            return finished
+        pipe = self.redis.pipeline(transaction=False)
+        for i in partial:
+            pipe.xrange(self.keys.chunks(finished[i].stream_id))
+        logs = await pipe.execute(raise_on_error=False)
+        out = list(finished)
+        for i, entries in zip(partial, logs, strict=True):
+            if isinstance(entries, Exception):
+                continue
+            times: list[tuple[int, int]] = []
+            for eid, fields in entries:
+                pos = parse_entry_id(eid)
+                kind = fields.get(b"k")
+                t = fields.get(b"t")
+                if pos is None or t is None or kind not in (b"c", b"r"):
+                    continue
+                with contextlib.suppress(ValueError):
+                    times.append((pos.seq, int(t)))
+            out[i] = rebuild(finished[i], times)
+        return out
+
+    async def _commit(self, finished: list[FinishedStream], invalid: int) -> Fold | None:
+        """Write the samples of streams not yet counted, and their markers, atomically."""
+        if not finished:
+            if invalid:
+                fold = Fold(self.settings.ts_fine_s)
+                fold.incr(n.INVALID_EVENTS, _UNKNOWN_MODEL, invalid)
+                pipe = self.redis.pipeline(transaction=False)
+                fold.write(pipe, self.keys, self.settings)
+                await pipe.execute()
+            return None
+        seen = [self.keys.ts_seen(f.stream_id) for f in finished]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*seen)
+                    marks = await pipe.mget(seen)
+                    fresh = [f for f, m in zip(finished, marks, strict=True) if m is None]
+                    fold = Fold(self.settings.ts_fine_s)
+                    for f in fresh:
+                        fold_finished(fold, f)
+                    if invalid:
+                        fold.incr(n.INVALID_EVENTS, _UNKNOWN_MODEL, invalid)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    fold.write(pipe, self.keys, self.settings)
+                    for f in fresh:
+                        pipe.set(self.keys.ts_seen(f.stream_id), b"1", ex=self.seen_ttl_s)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue  # another consumer committed one of these streams: re-check
+        self.streams_committed += len(fresh)
+        if len(fresh) < len(finished):
+            logger.debug("skipped %d streams already counted", len(finished) - len(fresh))
+        return fold
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        while not stop.is_set():
+            await self.step()
+        logger.info(
+            "metrics consumer %s stopped: %d entries, %d streams",
+            self.name,
+            self.entries_read,
+            self.streams_committed,
+        )
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    consumer_name: str | None = None,
+    claim_idle_s: float | None = None,
+) -> None:
+    """Consume until ``stop`` is set (or forever). Needs ``settings.redis_url``."""
+    if not settings.redis_url:
+        raise ValueError("the metrics consumer needs a Redis: set FAKEAI_REDIS_URL")
+    stop = stop or asyncio.Event()
+    idle = claim_idle_s if claim_idle_s is not None else settings.metrics_claim_idle_s
+    redis = aredis.Redis.from_url(settings.redis_url)
+    try:
+        consumer = MetricsConsumer(redis, settings, consumer_name=consumer_name, claim_idle_s=idle)
+        await consumer.run(stop)
+    finally:
+        await redis.aclose()
+
+
+def main(settings: Settings) -> None:
+    """Run one consumer until SIGINT/SIGTERM (uvloop when installed)."""
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop=stop)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_main())
+    else:
+        uvloop.run(_main())

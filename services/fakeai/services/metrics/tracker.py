@@ -1,0 +1,194 @@
+"""Per-stream state of the metrics consumer, and the samples a finished stream yields (pure).
+
+A stream's samples are folded once, when its terminal entry arrives, and written together with
+the stream's idempotency marker (``Keys.ts_seen``): redelivered entries never count twice.
+
+Until then the tracker keeps, per running stream, the first and last chunk emit times, the last
+sequence number and a small sketch of its inter-token gaps (bounded by the bin count, not by
+the stream's length). Sequence numbers (entry id ``<created_ms>-<seq>``, seq 1 = first chunk)
+detect what a consumer did not see: a duplicate (seq ≤ last) is ignored, a gap marks the
+stream *incomplete*. An incomplete stream (for example one whose first chunks were read by a
+consumer that crashed) is rebuilt at its end from the stream's own log, whose entries carry the
+producer's append time (field ``t``); see :func:`rebuild`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+import msgspec
+
+from fakeai.streams import parse_entry_id
+from fakeai.timeseries import Fold, LogSketch
+from fakeai.timeseries import names as n
+from fakeai.wire.messages import FirehoseEvent, decode_done
+
+__all__ = ["FinishedStream", "StreamTracker", "fold_finished", "rebuild"]
+
+_CHUNK_KINDS = frozenset({"c", "r"})
+_TERMINAL_KINDS = frozenset({"d", "e"})
+
+
+@dataclass(slots=True)
+class _Running:
+    model: str
+    accepted_us: int
+    first_us: int | None = None
+    last_us: int | None = None
+    last_seq: int = 0
+    complete: bool = True
+    itl: LogSketch = field(default_factory=LogSketch)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedStream:
+    """Everything the consumer knows about a stream when its terminal entry arrives."""
+
+    stream_id: str
+    model: str
+    kind: str
+    """``d`` done or ``e`` error."""
+    accepted_us: int
+    terminal_us: int
+    tokens: int
+    first_us: int | None
+    last_us: int | None
+    itl: LogSketch
+    complete: bool
+    """Whether every chunk was seen (else :func:`rebuild` from the log before folding)."""
+    error_code: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+
+
+class StreamTracker:
+    """Folds firehose events per stream; returns a :class:`FinishedStream` on terminal events.
+
+    Bounded: at most ``max_streams`` running streams (the least recently updated is dropped
+    first: it would only be rebuilt from its log at its end) and ``max_finished`` recently
+    finished ids (late duplicates of those are ignored).
+    """
+
+    def __init__(self, *, max_streams: int = 200_000, max_finished: int = 100_000) -> None:
+        self._running: OrderedDict[str, _Running] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._max_streams = max_streams
+        self._max_finished = max_finished
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def observe(self, ev: FirehoseEvent) -> FinishedStream | None:
+        sid = ev.stream_id
+        if sid in self._finished:
+            return None
+        pos = parse_entry_id(ev.entry_id)
+        seq = pos.seq if pos is not None else 0
+        if ev.kind in _CHUNK_KINDS:
+            st = self._running.get(sid)
+            if st is None:
+                st = _Running(ev.model, ev.accepted_at_us, complete=seq == 1)
+                self._running[sid] = st
+                if len(self._running) > self._max_streams:
+                    self._running.popitem(last=False)
+            else:
+                self._running.move_to_end(sid)
+            if seq <= st.last_seq:
+                return None  # redelivered
+            if st.last_seq and seq != st.last_seq + 1:
+                st.complete = False  # a gap: skip that one inter-token sample
+            elif st.last_us is not None:
+                st.itl.add((ev.emitted_at_us - st.last_us) / 1e6)
+            if seq == 1:
+                st.first_us = ev.emitted_at_us
+            st.last_us = ev.emitted_at_us
+            st.last_seq = seq
+            return None
+        if ev.kind not in _TERMINAL_KINDS:
+            return None
+        st = self._running.pop(sid, None)
+        if st is None:
+            complete = seq == 1  # a stream that ended before any chunk
+            st = _Running(ev.model, ev.accepted_at_us, complete=complete)
+        else:
+            complete = st.complete and seq == st.last_seq + 1
+        finish_reason, prompt_tokens = _done_details(ev)
+        return FinishedStream(
+            stream_id=sid,
+            model=ev.model,
+            kind=ev.kind,
+            accepted_us=ev.accepted_at_us,
+            terminal_us=ev.emitted_at_us,
+            tokens=ev.tokens,
+            first_us=st.first_us,
+            last_us=st.last_us,
+            itl=st.itl,
+            complete=complete,
+            error_code=ev.error_code,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+        )
+
+    def mark_finished(self, stream_ids: list[str]) -> None:
+        """Remember streams whose samples were committed, so late duplicates are ignored."""
+        for sid in stream_ids:
+            self._finished[sid] = None
+        while len(self._finished) > self._max_finished:
+            self._finished.popitem(last=False)
+
+
+def _done_details(ev: FirehoseEvent) -> tuple[str | None, int]:
+    """finish_reason and prompt_tokens from a ``d`` event's payload (a DonePayload), if any."""
+    if ev.kind != "d" or ev.payload is None:
+        return None, 0
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+        done = decode_done(ev.payload)
+        return done.finish_reason, done.prompt_tokens
+    return None, 0
+
+
+def rebuild(f: FinishedStream, chunk_times_us: list[tuple[int, int]]) -> FinishedStream:
+    """``f`` recomputed from its log: ``(seq, append time µs)`` of each chunk entry.
+
+    An empty list (the log expired) leaves ``f`` as it is: partial samples beat none.
+    """
+    if not chunk_times_us:
+        return f
+    times = [t for _, t in sorted(chunk_times_us)]
+    itl = LogSketch.of((b - a) / 1e6 for a, b in itertools.pairwise(times))
+    return replace(f, first_us=times[0], last_us=times[-1], itl=itl, complete=True)
+
+
+def fold_finished(fold: Fold, f: FinishedStream) -> None:
+    """Add one finished stream's samples and counter increments to ``fold``.
+
+    Every sample goes in the bucket of the terminal entry, so a stream lands in one bucket.
+    """
+    at = f.terminal_us / 1e6
+    m = f.model
+    if f.first_us is not None:
+        fold.add(n.TTFT, m, (f.first_us - f.accepted_us) / 1e6, at)
+        fold.add_sketch(n.ITL, m, f.itl, at)
+        gen_s = (f.terminal_us - f.first_us) / 1e6
+        if f.tokens > 0 and gen_s > 0:
+            fold.add(n.TOKENS_PER_S, m, f.tokens / gen_s, at)
+        if f.tokens > 1 and f.last_us is not None and f.last_us > f.first_us:
+            fold.add(n.TPOT, m, (f.last_us - f.first_us) / 1e6 / (f.tokens - 1), at)
+    fold.add(n.E2E, m, (f.terminal_us - f.accepted_us) / 1e6, at)
+    fold.incr(n.REQUESTS, m)
+    if f.tokens:
+        fold.incr(n.OUTPUT_TOKENS, m, f.tokens)
+    if f.prompt_tokens:
+        fold.incr(n.PROMPT_TOKENS, m, f.prompt_tokens)
+    if f.kind == "d":
+        fold.incr(n.SUCCESS, m, label=f.finish_reason or "stop")
+    else:
+        code = f.error_code or "unknown"
+        fold.incr(n.ERRORS, m, label=code)
+        if code == "cancelled":
+            fold.incr(n.CANCELS, m)
+            # vLLM counts aborted requests as finished_reason="abort".
+            fold.incr(n.SUCCESS, m, label="abort")

@@ -1,0 +1,1 @@
+"""Observers of the firehose, each through its own consumer group (``fakeai-streams tail``)."""

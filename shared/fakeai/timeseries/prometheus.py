@@ -1,0 +1,233 @@
+"""Prometheus text for ``GET /metrics``, rendered from the all-time series in Redis.
+
+Histograms come from the log bins of the ``total`` buckets: the count at bound ``le`` is the
+count of bins whose upper value is ≤ ``le`` (a bin straddling a bound counts one bound up), so
+``_count`` and ``_sum`` are exact and the buckets are within one bin width (≈4 %). Bounds are
+vLLM's (vllm/v1/metrics/loggers.py), so dashboards built for vLLM read ours unchanged; vLLM's
+names carry the label ``model_name``, ours ``model``.
+
+Scrapers such as AIPerf poll every 100 ms (notes/llm-sim-anchors.md §0.9), so a render is cached
+for ``cache_s`` and costs one pipeline in the steady state (the model set of the previous
+render is read in the same pipeline; a new model costs one extra round trip once). Odd data
+(garbled fields, foreign keys) is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aredis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from redis.exceptions import ResponseError
+
+from fakeai.streams import PRODUCERS_GROUP, Keys
+from fakeai.timeseries import names as n
+from fakeai.timeseries.sketch import LogSketch
+from fakeai.timeseries.store import TOTAL, parse_counter_field, sketch_from_hash
+
+__all__ = [
+    "CONTENT_TYPE",
+    "E2E_BUCKETS",
+    "ITL_BUCKETS",
+    "TTFT_BUCKETS",
+    "PrometheusRenderer",
+    "render_snapshot",
+]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+                5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
+               7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
+               60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+
+# (family name, label, metric, bounds, help)
+_HISTOGRAMS: tuple[tuple[str, str, str, tuple[float, ...], str], ...] = (
+    ("fakeai_time_to_first_token_seconds", "model", n.TTFT, TTFT_BUCKETS,
+     "Time from request accepted to first chunk emitted by the producer."),
+    ("fakeai_inter_token_latency_seconds", "model", n.ITL, ITL_BUCKETS,
+     "Gap between consecutive chunks of a stream, as emitted by the producer."),
+    ("fakeai_e2e_request_latency_seconds", "model", n.E2E, E2E_BUCKETS,
+     "Time from request accepted to the terminal entry."),
+    ("fakeai_edge_time_to_first_token_seconds", "model", n.EDGE_TTFT, TTFT_BUCKETS,
+     "Time from request received by the edge to the first token byte written."),
+    ("fakeai_pipeline_lag_seconds", "model", n.PIPELINE_LAG, TTFT_BUCKETS,
+     "Time from producer append to the edge's socket write."),
+    ("vllm:time_to_first_token_seconds", "model_name", n.TTFT, TTFT_BUCKETS,
+     "Histogram of time to first token in seconds."),
+    ("vllm:inter_token_latency_seconds", "model_name", n.ITL, ITL_BUCKETS,
+     "Histogram of inter-token latency in seconds."),
+    ("vllm:request_time_per_output_token_seconds", "model_name", n.TPOT, ITL_BUCKETS,
+     "Histogram of time per output token in seconds."),
+    ("vllm:e2e_request_latency_seconds", "model_name", n.E2E, E2E_BUCKETS,
+     "Histogram of end-to-end request latency in seconds."),
+)  # fmt: skip
+_SERIES = tuple(dict.fromkeys(h[2] for h in _HISTOGRAMS))
+
+# (family name without _total, label, counter, extra label name or None, help)
+_COUNTERS: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("fakeai_requests", "model", n.REQUESTS, None, "Finished requests."),
+    ("fakeai_output_tokens", "model", n.OUTPUT_TOKENS, None, "Completion tokens generated."),
+    ("fakeai_cancels", "model", n.CANCELS, None, "Streams cancelled."),
+    ("fakeai_errors", "model", n.ERRORS, "code", "Streams ended by an error, by code."),
+    ("fakeai_client_disconnects", "model", n.CLIENT_DISCONNECTS, None,
+     "Client connections that ended before their stream (not cancels)."),
+    ("fakeai_invalid_events", "model", n.INVALID_EVENTS, None,
+     "Firehose entries the metrics consumer could not decode."),
+    ("vllm:prompt_tokens", "model_name", n.PROMPT_TOKENS, None, "Prefill tokens processed."),
+    ("vllm:generation_tokens", "model_name", n.OUTPUT_TOKENS, None,
+     "Generation tokens processed."),
+    ("vllm:request_success", "model_name", n.SUCCESS, "finished_reason",
+     "Successfully processed requests."),
+)  # fmt: skip
+
+ALL_MODELS = "all"
+"""Label value of gauges that are not kept per model (running and waiting requests)."""
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    totals: dict[tuple[str, str], LogSketch] = field(default_factory=dict)
+    counters: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    running: int = 0
+    waiting: int = 0
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snap: _Snapshot) -> None:
+        self._snap = snap
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snap
+        for name, label, metric, bounds, doc in _HISTOGRAMS:
+            h = HistogramMetricFamily(name, doc, labels=[label])
+            for (m, model), s in sorted(snap.totals.items()):
+                if m != metric or not s.n:
+                    continue
+                # Clamp: garbled bins must not yield a bucket above +Inf.
+                counts = [min(c, s.n) for c in s.cumulative_le(bounds)]
+                buckets = [(_fmt(le), float(c)) for le, c in zip(bounds, counts, strict=True)]
+                buckets.append(("+Inf", float(s.n)))
+                h.add_metric([model], buckets, s.total)
+            yield h
+        for name, label, counter, extra, doc in _COUNTERS:
+            c = CounterMetricFamily(name, doc, labels=[label] if extra is None else [label, extra])
+            for (cname, lab, model), v in sorted(snap.counters.items()):
+                if cname == counter:
+                    c.add_metric([model] if extra is None else [model, lab], float(v))
+            yield c
+        for name, label, value, doc in (
+            ("fakeai_running_streams", "model", snap.running, "Streams being generated."),
+            ("vllm:num_requests_running", "model_name", snap.running, "Requests running."),
+            ("vllm:num_requests_waiting", "model_name", snap.waiting, "Requests waiting."),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=[label])
+            g.add_metric([ALL_MODELS], float(value))
+            yield g
+
+
+def _fmt(le: float) -> str:
+    return repr(float(le))
+
+
+def render_snapshot(snap: _Snapshot) -> bytes:
+    """Prometheus text exposition of a snapshot (a fresh registry each time)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snap))
+    return generate_latest(registry)
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+class PrometheusRenderer:
+    """Reads the all-time series and renders them, caching the text for ``cache_s``."""
+
+    def __init__(self, redis: aredis.Redis, keys: Keys, *, cache_s: float = 0.1) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._cache_s = cache_s
+        self._models: list[str] = []
+        self._cached: tuple[float, bytes] | None = None
+        self._lock = asyncio.Lock()
+
+    async def render(self) -> bytes:
+        """The exposition text; concurrent scrapes share one Redis read."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self._cache_s:
+                return self._cached[1]
+            text = render_snapshot(await self._snapshot())
+            self._cached = (time.monotonic(), text)
+            return text
+
+    async def _snapshot(self) -> _Snapshot:
+        k = self._keys
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.smembers(k.ts_models())
+        pipe.hgetall(k.counters())
+        pipe.zcard(k.active())
+        pipe.xinfo_groups(k.requests())
+        self._queue_totals(pipe, self._models)
+        replies = await pipe.execute(raise_on_error=False)
+        models = sorted(
+            (m.decode(errors="replace") if isinstance(m, bytes) else str(m))
+            for m in (replies[0] if isinstance(replies[0], set | list) else ())
+        )
+        snap = _Snapshot()
+        self._read_totals(snap, self._models, replies[4:])
+        new = [m for m in models if m not in self._models]
+        if new:
+            pipe = self._redis.pipeline(transaction=False)
+            self._queue_totals(pipe, new)
+            self._read_totals(snap, new, await pipe.execute(raise_on_error=False))
+        self._models = models
+        if isinstance(replies[1], dict):
+            for f, v in replies[1].items():
+                parsed = parse_counter_field(f)
+                if parsed is not None:
+                    snap.counters[parsed] = snap.counters.get(parsed, 0) + _int(v)
+        snap.running = _int(replies[2]) if not isinstance(replies[2], Exception) else 0
+        if isinstance(replies[3], list):  # ResponseError when the stream does not exist yet
+            for g in replies[3]:
+                if isinstance(g, dict) and _name(g.get("name")) == PRODUCERS_GROUP:
+                    snap.waiting = _int(g.get("lag"))
+        return snap
+
+    def _queue_totals(self, pipe: Any, models: list[str]) -> None:
+        for m in models:
+            for metric in _SERIES:
+                pipe.hgetall(self._keys.ts_bucket(metric, m, TOTAL, 0))
+
+    @staticmethod
+    def _read_totals(snap: _Snapshot, models: list[str], replies: list[Any]) -> None:
+        i = 0
+        for m in models:
+            for metric in _SERIES:
+                raw = replies[i]
+                i += 1
+                if isinstance(raw, dict) and not isinstance(raw, ResponseError):
+                    s = sketch_from_hash(raw)
+                    if s.n > 0:
+                        snap.totals[(metric, m)] = s
+
+
+def _name(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)

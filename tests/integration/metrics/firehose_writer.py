@@ -1,0 +1,73 @@
+"""Write streams the way the producer does: each entry to the stream's log and to the firehose."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import redis.asyncio as aredis
+
+from fakeai.streams import Keys, entry_id
+from fakeai.wire.messages import DonePayload, ErrorBody, ErrorPayload, FirehoseEvent, encode
+
+
+def stream_events(
+    sid: str,
+    model: str,
+    *,
+    accepted_us: int,
+    chunk_us: Sequence[int],
+    terminal_us: int,
+    kind: str = "d",
+    tokens: int | None = None,
+    error_code: str | None = None,
+    finish_reason: str = "stop",
+    prompt_tokens: int = 0,
+) -> list[FirehoseEvent]:
+    """The firehose events of one stream: chunks 1..k then the terminal entry."""
+    created_ms = accepted_us // 1000
+    out = []
+    for i, t in enumerate(chunk_us, start=1):
+        data = encode({"id": sid, "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]})
+        out.append(
+            FirehoseEvent(
+                stream_id=sid, entry_id=entry_id(created_ms, i), kind="c", model=model,
+                accepted_at_us=accepted_us, emitted_at_us=t, tokens=1, data=msgspec.Raw(data),
+            )
+        )  # fmt: skip
+    total = len(chunk_us) if tokens is None else tokens
+    payload = (
+        encode(DonePayload(finish_reason=finish_reason, chunks=len(chunk_us),
+                           completion_tokens=total, prompt_tokens=prompt_tokens))
+        if kind == "d"
+        else encode(ErrorPayload(error=ErrorBody(message="x", type="error", code=error_code)))
+    )  # fmt: skip
+    out.append(
+        FirehoseEvent(
+            stream_id=sid, entry_id=entry_id(created_ms, len(chunk_us) + 1), kind=kind,
+            model=model, accepted_at_us=accepted_us, emitted_at_us=terminal_us, tokens=total,
+            data=msgspec.Raw(payload), error_code=error_code,
+        )
+    )  # fmt: skip
+    return out
+
+
+async def publish(
+    r: aredis.Redis,
+    keys: Keys,
+    partitions: int,
+    events: Sequence[FirehoseEvent],
+    *,
+    log: bool = True,
+) -> None:
+    """XADD each event to its stream's log (id = entry id) and its firehose partition."""
+    pipe = r.pipeline(transaction=False)
+    for ev in events:
+        if log:
+            pipe.xadd(
+                keys.chunks(ev.stream_id),
+                {"k": ev.kind, "d": ev.payload or b"{}", "t": ev.emitted_at_us},
+                id=ev.entry_id,
+            )
+        pipe.xadd(keys.events_for(ev.stream_id, partitions), {"f": encode(ev)})
+    await pipe.execute()

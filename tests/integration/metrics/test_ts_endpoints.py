@@ -1,0 +1,139 @@
+"""/metrics and /v1/metrics/latency on a minimal Starlette app under real uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as aredis
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from tests.support.servers import run_asgi
+
+from fakeai.config import Settings
+from fakeai.services.edge.metrics_routes import routes
+from fakeai.streams import Keys
+from fakeai.timeseries import SampleRecorder
+from fakeai.timeseries.prometheus import PrometheusRenderer
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+
+def _app(redis_url: str, keys: Keys, settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.redis = aredis.Redis.from_url(redis_url)
+        app.state.keys = keys
+        app.state.settings = settings
+        yield
+        await app.state.redis.aclose()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _seed(r: aredis.Redis, keys: Keys, settings: Settings) -> None:
+    rec = SampleRecorder(r, keys, settings)
+    now = time.time()
+    for i in range(1, 101):
+        rec.add("ttft", "m1", i / 100, at=now - 1)
+        rec.add("itl", "m1", 0.02, at=now - 1)
+        rec.add("e2e", "m1", 2.0, at=now - 1)
+        rec.add("edge_ttft", "m2", i / 1000, at=now - 1)
+    rec.incr("requests", "m1", 100)
+    rec.incr("output_tokens", "m1", 1000)
+    rec.incr("client_disconnects", "m2", 3)
+    await rec.flush()
+
+
+async def test_latency_endpoint(redis_url: str, keys: Keys, r: aredis.Redis) -> None:
+    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
+    await _seed(r, keys, settings)
+    with run_asgi(_app(redis_url, keys, settings)) as base:
+        async with httpx.AsyncClient(base_url=base) as c:
+            res = await c.get("/v1/metrics/latency", params={"window": "60"})
+            assert res.status_code == 200
+            body = res.json()
+            assert body["all"]["ttft"]["count"] == 100
+            assert body["all"]["ttft"]["p50"] == pytest.approx(0.50, rel=0.02)
+            assert body["all"]["edge_ttft"]["count"] == 100
+            assert body["models"]["m1"]["edge_ttft"]["count"] == 0
+
+            res = await c.get("/v1/metrics/latency", params={"model": "m2"})
+            assert set(res.json()["models"]) == {"m2"}
+
+            res = await c.get("/v1/metrics/latency", params={"model": "nope"})
+            assert res.status_code == 200
+            assert res.json()["models"] == {}
+            assert res.json()["all"]["ttft"]["count"] == 0
+
+            for bad in ("-1", "0", "NaN", "abc", "inf", str(settings.ts_coarse_keep_s + 1)):
+                res = await c.get("/v1/metrics/latency", params={"window": bad})
+                assert res.status_code == 400, bad
+                err = res.json()["error"]
+                assert err["param"] == "window"
+                assert err["type"] == "invalid_request_error"
+
+
+async def test_prometheus_endpoint_parses(redis_url: str, keys: Keys, r: aredis.Redis) -> None:
+    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
+    empty = await PrometheusRenderer(r, keys).render()  # before any traffic
+    assert b"vllm:num_requests_running" in empty
+    await _seed(r, keys, settings)
+    await r.zadd(keys.active(), {"s1": 1, "s2": 2})
+    with run_asgi(_app(redis_url, keys, settings)) as base:
+        async with httpx.AsyncClient(base_url=base) as c:
+            res = await c.get("/metrics")
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/plain")
+    fams = {f.name: f for f in text_string_to_metric_families(res.text)}
+    ttft = fams["vllm:time_to_first_token_seconds"]
+    samples = {(s.name, s.labels.get("le")): s.value for s in ttft.samples}
+    assert samples[("vllm:time_to_first_token_seconds_count", None)] == 100
+    assert samples[("vllm:time_to_first_token_seconds_sum", None)] == pytest.approx(50.5)
+    # bins are ≈4 % wide: values up to 0.25 land at or below le=0.25, give or take one bin
+    assert 24 <= samples[("vllm:time_to_first_token_seconds_bucket", "0.25")] <= 25
+    assert samples[("vllm:time_to_first_token_seconds_bucket", "+Inf")] == 100
+    assert all(s.labels["model_name"] == "m1" for s in ttft.samples)
+    ours = {s.name: s for s in fams["fakeai_time_to_first_token_seconds"].samples}
+    assert ours["fakeai_time_to_first_token_seconds_count"].labels["model"] == "m1"
+    req = fams["fakeai_requests"].samples[0]
+    assert (req.name, req.value, req.labels) == ("fakeai_requests_total", 100, {"model": "m1"})
+    gen = fams["vllm:generation_tokens"].samples[0]
+    assert gen.value == 1000
+    disc = fams["fakeai_client_disconnects"].samples[0]
+    assert (disc.value, disc.labels) == (3, {"model": "m2"})
+    assert fams["vllm:num_requests_running"].samples[0].value == 2
+    assert fams["fakeai_running_streams"].samples[0].value == 2
+
+
+async def test_prometheus_never_fails_on_odd_data(
+    redis_url: str, keys: Keys, r: aredis.Redis
+) -> None:
+    """Regression (the seed's /metrics/prometheus returned 500 once traffic existed)."""
+    await r.sadd(keys.ts_models(), "weird|model", "m")
+    k = keys.ts_bucket("ttft", "m", "total", 0)
+    await r.hset(
+        k, mapping={"n": "3", "sum": "nan", "bx": "2", "b12": "oops", "b-50": "7", "z": "1"}
+    )
+    await r.hset(keys.counters(), mapping={"garbage": "1", "requests||m": "x", "errors|E|m": "2"})
+    await r.set(keys.requests(), "not a stream")  # XINFO GROUPS fails: waiting = 0
+    text = (await PrometheusRenderer(r, keys, cache_s=0).render()).decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    h = {
+        s.name: s.value
+        for s in fams["fakeai_time_to_first_token_seconds"].samples
+        if s.labels.get("le") in (None, "+Inf")
+    }
+    assert h["fakeai_time_to_first_token_seconds_count"] == 3
+    assert math.isnan(h["fakeai_time_to_first_token_seconds_sum"])
+    buckets = [
+        s.value
+        for s in fams["fakeai_time_to_first_token_seconds"].samples
+        if s.name.endswith("_bucket")
+    ]
+    assert max(buckets) <= 3
+    assert fams["fakeai_errors"].samples[0].labels == {"model": "m", "code": "E"}

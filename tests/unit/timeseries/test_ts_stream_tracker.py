@@ -1,0 +1,87 @@
+"""The metrics consumer's per-stream folding (pure): duplicates, gaps, rebuild, counters."""
+
+from __future__ import annotations
+
+import pytest
+from tests.integration.metrics.firehose_writer import stream_events
+
+from fakeai.services.metrics.tracker import StreamTracker, fold_finished, rebuild
+from fakeai.timeseries import Fold
+
+ACC = 1_700_000_000_000_000
+
+
+def _events(chunks: list[int], **kw: object) -> list:
+    return stream_events("s", "m", accepted_us=ACC, chunk_us=[ACC + c for c in chunks],
+                         terminal_us=ACC + chunks[-1] + 1000 if chunks else ACC + 1000, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_complete_stream_yields_every_sample() -> None:
+    t = StreamTracker()
+    evs = _events([100_000, 120_000, 150_000])
+    results = [t.observe(e) for e in evs]
+    assert results[:-1] == [None, None, None]
+    f = results[-1]
+    assert f is not None
+    assert f.complete
+    assert f.first_us == ACC + 100_000
+    assert f.itl.n == 2
+    assert f.itl.total == pytest.approx(0.05)
+    fold = Fold()
+    fold_finished(fold, f)
+    n = {k[0]: s.n for k, s in fold.samples.items()}
+    assert n == {"ttft": 1, "itl": 2, "e2e": 1, "tokens_per_s": 1, "tpot": 1}
+    assert fold.counters == {"requests||m": 1, "output_tokens||m": 3, "success|stop|m": 1}
+
+
+def test_duplicates_are_ignored_and_gaps_mark_incomplete() -> None:
+    t = StreamTracker()
+    e = _events([10, 20, 30, 40])
+    for ev in (e[0], e[1], e[1], e[0], e[3]):  # chunk 3 missing
+        assert t.observe(ev) is None
+    f = t.observe(e[4])
+    assert f is not None
+    assert not f.complete
+    assert f.itl.n == 1  # 1->2 only; the 2->4 gap is skipped
+    fixed = rebuild(f, [(4, ACC + 40), (1, ACC + 10), (3, ACC + 30), (2, ACC + 20)])
+    assert fixed.complete
+    assert fixed.itl.n == 3
+    assert rebuild(f, []) is f
+
+
+def test_stream_first_seen_mid_way_is_incomplete() -> None:
+    t = StreamTracker()
+    e = _events([10, 20, 30])
+    t.observe(e[2])
+    f = t.observe(e[3])
+    assert f is not None
+    assert not f.complete
+    assert f.first_us is None
+
+
+def test_error_before_any_chunk_is_complete() -> None:
+    f = StreamTracker().observe(_events([], kind="e", error_code="cancelled")[0])
+    assert f is not None
+    assert f.complete
+    fold = Fold()
+    fold_finished(fold, f)
+    assert {k[0] for k in fold.samples} == {"e2e"}
+    assert fold.counters["cancels||m"] == 1
+
+
+def test_late_entries_of_finished_streams_are_ignored() -> None:
+    t = StreamTracker()
+    e = _events([10, 20])
+    for ev in e:
+        t.observe(ev)
+    t.mark_finished(["s"])
+    assert t.observe(e[0]) is None
+    assert t.observe(e[-1]) is None
+    assert len(t) == 0
+
+
+def test_running_streams_are_bounded() -> None:
+    t = StreamTracker(max_streams=10)
+    for i in range(50):
+        t.observe(stream_events(f"s{i}", "m", accepted_us=ACC, chunk_us=[ACC], terminal_us=ACC)[0])
+    assert len(t) == 10
