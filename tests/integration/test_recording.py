@@ -18,8 +18,14 @@ async def _write_stream(r: aredis.Redis, keys: Keys, sid: str, n: int) -> None:
     pipe = r.pipeline(transaction=False)
     for i in range(1, n + 1):
         data = msgspec.json.encode({"choices": [{"index": 0, "delta": {"content": f" t{i}"}}]})
-        pipe.xadd(keys.chunks(sid), {"k": "c", "d": data, "t": 1000 + 50_000 * i}, id=f"{CREATED}-{i}")
-    pipe.xadd(keys.chunks(sid), {"k": "d", "d": b'{"finish_reason":"stop"}', "t": 9_999_999}, id=f"{CREATED}-{n + 1}")
+        pipe.xadd(
+            keys.chunks(sid), {"k": "c", "d": data, "t": 1000 + 50_000 * i}, id=f"{CREATED}-{i}"
+        )
+    pipe.xadd(
+        keys.chunks(sid),
+        {"k": "d", "d": b'{"finish_reason":"stop"}', "t": 9_999_999},
+        id=f"{CREATED}-{n + 1}",
+    )
     pipe.hset(keys.meta(sid), mapping={"status": "done", "model": "gpt-4o", "accepted_at": "1.0"})
     await pipe.execute()
 
@@ -51,7 +57,7 @@ async def test_export_of_unknown_stream_fails(r: aredis.Redis, keys: Keys) -> No
     [
         ([b"not json"], "not JSON"),
         ([b'{"type":"entry","id":"1-1","d":{}}'], "meta line"),
-        ([b'{"type":"meta","stream_id":"chatcmpl-0018bcfe568' + b'0' * 24 + b'"}'], "terminal"),
+        ([b'{"type":"meta","stream_id":"chatcmpl-0018bcfe568' + b"0" * 24 + b'"}'], "terminal"),
         ([b'{"type":"what"}'], "type"),
     ],
 )

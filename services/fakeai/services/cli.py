@@ -41,7 +41,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _server(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8000)")
-    p.add_argument("--retention", dest="retention_s", type=int, help="keep finished streams S seconds (0 = forever)")
+    p.add_argument(
+        "--retention",
+        dest="retention_s",
+        type=int,
+        help="keep finished streams S seconds (0 = forever)",
+    )
     p.add_argument("--heartbeat", dest="heartbeat_s", type=float, help="SSE ping interval, seconds")
     p.add_argument("--api-key", help="require Authorization: Bearer <key>")
     p.add_argument(
@@ -75,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _common(p)
         if name == "producer":
-            p.add_argument("--no-latency", dest="latency_simulation", action="store_const", const=False)
+            p.add_argument(
+                "--no-latency", dest="latency_simulation", action="store_const", const=False
+            )
             p.add_argument("--retention", dest="retention_s", type=int)
 
     p = sub.add_parser("tail", help="print every chunk of every stream, live")

@@ -133,7 +133,10 @@ def run_up(settings: Settings) -> int:
     try:
         sock = _listen(settings.host, settings.port)
     except OSError as e:
-        print(f"fakeai-streams: cannot listen on {settings.host}:{settings.port}: {e}", file=sys.stderr)
+        print(
+            f"fakeai-streams: cannot listen on {settings.host}:{settings.port}: {e}",
+            file=sys.stderr,
+        )
         if embedded:
             embedded.stop()
         return 1

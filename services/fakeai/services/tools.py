@@ -23,7 +23,9 @@ def replay(url: str, stream_id: str, *, pace: str, fmt: str, api_key: str | None
     out = sys.stdout.buffer
     try:
         with (
-            httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as c,
+            httpx.Client(
+                base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None)
+            ) as c,
             c.stream("GET", f"/v1/streams/{stream_id}", params=params) as resp,
         ):
             if resp.status_code != 200:

@@ -1,1 +1,1 @@
-"""Benchmarks: the `fakeai-streams bench` load generator, scenarios, and library micro-benchmarks."""
+"""Benchmarks: the `fakeai-streams bench` load generator, scenarios, library benchmarks."""

@@ -1,0 +1,105 @@
+"""One bench run's parameters, and the requests they turn into (headers, bodies, URLs)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["DEFAULT_PROMPT", "ENDPOINTS", "BenchConfig", "Endpoint"]
+
+Endpoint = Literal["chat", "completions"]
+ENDPOINTS: tuple[Endpoint, ...] = ("chat", "completions")
+_PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+DEFAULT_PROMPT = "Tell me about streaming systems."
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One run's parameters (built from flags by ``client.config_from_args``).
+
+    Exactly one of ``requests`` (in total) and ``duration_s`` (keep starting requests this
+    long) is set.
+    """
+
+    url: str
+    concurrency: int = 1
+    requests: int | None = 10
+    duration_s: float | None = None
+    endpoint: Endpoint = "chat"
+    model: str = "gpt-4o"
+    max_tokens: int = 100
+    ttft_ms: float | None = None
+    itl_ms: float | None = None
+    api_key: str | None = None
+    timeout_s: float = 60.0
+    warmup: int = 0
+    resume_every: int | None = None
+    verify: bool = True
+    prompt: str = DEFAULT_PROMPT
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.requests is None) == (self.duration_s is None):
+            raise ValueError("set exactly one of requests and duration_s")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: must be >= 1, got {self.concurrency}")
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint: expected one of {ENDPOINTS}, got {self.endpoint!r}")
+
+    @property
+    def base(self) -> str:
+        """The server's base URL (a trailing ``/v1`` is tolerated)."""
+        return self.url.rstrip("/").removesuffix("/v1")
+
+    @property
+    def generate_url(self) -> str:
+        return self.base + _PATHS[self.endpoint]
+
+    def stream_url(self, stream_id: str) -> str:
+        return f"{self.base}/v1/streams/{stream_id}"
+
+    def headers(self) -> dict[str, str]:
+        h = {"Accept": "text/event-stream", "Accept-Encoding": "identity", **self.extra_headers}
+        if self.api_key:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        if self.ttft_ms is not None:
+            h["X-FakeAI-TTFT-Ms"] = f"{self.ttft_ms:g}"
+        if self.itl_ms is not None:
+            h["X-FakeAI-ITL-Ms"] = f"{self.itl_ms:g}"
+        return h
+
+    def body(self) -> dict[str, Any]:
+        """A streaming request with a fresh prompt nonce.
+
+        The nonce keeps any server-side prompt or KV cache from shortening a TTFT
+        (``notes/perf-anchors.md`` §1a: FakeAI 0.3.2 scales TTFT by 1 - 0.8 x hit ratio);
+        ``ignore_eos`` makes ``max_tokens`` the output length.
+        """
+        prompt = f"{uuid.uuid4().hex} {self.prompt}"
+        body: dict[str, Any] = {
+            "model": self.model,
+            "stream": True,
+            "max_tokens": self.max_tokens,
+            "ignore_eos": True,
+        }
+        if self.endpoint == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        return body
+
+    def describe(self) -> dict[str, Any]:
+        """The parameters that go into the result object."""
+        return {
+            "url": self.base,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "concurrency": self.concurrency,
+            "max_tokens": self.max_tokens,
+            "duration_s": self.duration_s,
+            "requests_target": self.requests,
+            "ttft_override_ms": self.ttft_ms,
+            "itl_override_ms": self.itl_ms,
+            "resume_every": self.resume_every,
+        }

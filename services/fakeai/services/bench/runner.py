@@ -1,0 +1,275 @@
+"""The closed-loop load generator: N workers, each issuing streaming requests back to back.
+
+One request is one :class:`~fakeai.services.bench.stats.Outcome`. Every wait is bounded: the
+whole request (resumes and the check replay included) runs under ``asyncio.timeout`` of
+``--timeout`` seconds, and aiohttp's connect and read timeouts are set to the same value.
+
+With ``resume_every`` = K the worker reads ``X-Stream-Id``, closes the connection after K
+chunks, and reconnects with ``GET /v1/streams/{id}`` + ``Last-Event-ID`` (the id of the last
+event it really handled, not of bytes it read past), again every K chunks, until ``[DONE]``.
+Ids are checked across connections (:class:`~fakeai.services.bench.stats.IdCheck`), and with
+``verify`` the concatenated text is compared with a fast replay of the whole stream.
+
+Transport: aiohttp. Measured against the project's edge (200-token streams, latency off,
+uvloop), the same reading loop cost 8.3-10.4 µs of client CPU per event with aiohttp and
+20-22 µs with httpx, whose ``aiter_raw`` yields once per HTTP chunk (one event) where
+aiohttp's ``iter_any`` yields everything already received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import aiohttp
+
+from fakeai.services.bench.config import BenchConfig
+from fakeai.services.bench.sse import DONE, SSEParser, chunk_info
+from fakeai.services.bench.stats import IdCheck, Outcome, Totals
+
+__all__ = ["run_bench"]
+
+logger = logging.getLogger(__name__)
+
+_CONNECT_BACKOFF_S = 0.05
+"""After a connect error in a --duration run, a worker pauses this long so a dead server does
+not turn the run into a tight loop of refused connections."""
+
+_Ending = Literal["done", "dropped", "error", "eof"]
+
+
+class _Stream:
+    """Per-request reading state that lives across the request's connections."""
+
+    __slots__ = ("ids", "last_id", "parts", "t0", "usage_tokens")
+
+    def __init__(self, t0: float, *, check_ids: bool, keep_text: bool) -> None:
+        self.t0 = t0
+        self.ids = IdCheck() if check_ids else None
+        self.parts: list[str] | None = [] if keep_text else None
+        self.last_id: bytes | None = None
+        self.usage_tokens: int | None = None
+
+
+async def _read(
+    resp: aiohttp.ClientResponse,
+    o: Outcome,
+    st: _Stream,
+    *,
+    drop_after: int | None,
+    reconnect_at: float | None,
+) -> _Ending:
+    """Consume one connection's events into ``o``; say how the connection ended."""
+    parser = SSEParser()
+    perf = time.perf_counter
+    last_content: float | None = None
+    seen = 0
+    async for data in resp.content.iter_any():
+        now = perf()
+        for ev in parser.feed(data):
+            if ev.id is not None:
+                st.last_id = ev.id
+                if st.ids is not None:
+                    st.ids.see(ev.id)
+            if reconnect_at is not None:
+                # The first resumed event, even when it is only [DONE].
+                o.resume_latency.append(now - reconnect_at)
+                reconnect_at = None
+            if ev.data == DONE:
+                return "done"
+            o.chunks += 1
+            seen += 1
+            info = chunk_info(ev.data)
+            if info.error:
+                o.fail("stream_error", ev.data.decode(errors="replace"))
+                return "error"
+            if info.text:
+                o.tokens += 1
+                if o.ttft is None:
+                    o.ttft = now - st.t0
+                elif last_content is not None:
+                    o.itl.append(now - last_content)
+                last_content = now
+                if st.parts is not None:
+                    st.parts.append(info.text)
+            if info.completion_tokens is not None:
+                st.usage_tokens = info.completion_tokens
+            if drop_after is not None and seen >= drop_after:
+                return "dropped"
+    return "eof"
+
+
+async def _open_check(resp: aiohttp.ClientResponse, o: Outcome) -> bool:
+    """False (and ``o`` failed) unless the response is a 200 event stream."""
+    if resp.status != 200:
+        body = (await resp.read())[:300].decode(errors="replace")
+        o.fail("http_status", f"HTTP {resp.status}: {body}", status=resp.status)
+        return False
+    ctype = resp.headers.get("content-type", "")
+    if not ctype.startswith("text/event-stream"):
+        o.fail("not_streaming", f"content-type {ctype!r}, expected text/event-stream")
+        return False
+    return True
+
+
+async def _replay(
+    session: aiohttp.ClientSession, cfg: BenchConfig, sid: str
+) -> tuple[str, list[bytes]] | None:
+    """The whole stream's text and event ids, replayed as fast as possible; None on failure."""
+    parser = SSEParser()
+    parts: list[str] = []
+    ids: list[bytes] = []
+    url = cfg.stream_url(sid)
+    async with session.get(url, params={"pace": "fast"}, headers=cfg.headers()) as resp:
+        if resp.status != 200:
+            return None
+        async for data in resp.content.iter_any():
+            for ev in parser.feed(data):
+                if ev.id is not None:
+                    ids.append(ev.id)
+                if ev.data == DONE:
+                    return "".join(parts), ids
+                parts.append(chunk_info(ev.data).text)
+    return None
+
+
+async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> None:
+    resume = cfg.resume_every
+    st = _Stream(time.perf_counter(), check_ids=bool(resume), keep_text=bool(resume and cfg.verify))
+    headers = cfg.headers()
+    async with session.post(cfg.generate_url, json=cfg.body(), headers=headers) as resp:
+        if not await _open_check(resp, o):
+            return
+        sid = resp.headers.get("x-stream-id")
+        if resume and not sid:
+            o.fail("resume_unsupported", "the response has no X-Stream-Id header")
+            return
+        ending = await _read(resp, o, st, drop_after=resume, reconnect_at=None)
+        if ending == "dropped":
+            resp.close()  # drop the connection itself, not only the response
+    while ending == "dropped":
+        if st.last_id is None or sid is None:
+            o.fail("resume_unsupported", "the events carry no id: to resume from")
+            return
+        reconnect_at = time.perf_counter()
+        h = {**headers, "Last-Event-ID": st.last_id.decode()}
+        async with session.get(cfg.stream_url(sid), headers=h) as resp:
+            if not await _open_check(resp, o):
+                return
+            ending = await _read(resp, o, st, drop_after=resume, reconnect_at=reconnect_at)
+            if ending == "dropped":
+                resp.close()
+    if ending == "error":
+        return
+    if ending == "eof":
+        o.fail("no_done", f"the stream ended after {o.chunks} chunks without [DONE]")
+        return
+    o.e2e = time.perf_counter() - st.t0
+    if st.usage_tokens is not None:
+        o.tokens = st.usage_tokens
+    if st.ids is not None:
+        o.gaps, o.duplicates = st.ids.gaps, st.ids.duplicates
+    if st.parts is not None and sid:
+        replay = await _replay(session, cfg, sid)
+        if replay is None:
+            o.fail("integrity", "the check replay of the whole stream failed")
+            return
+        text, ids = replay
+        o.text_mismatch = text != "".join(st.parts)
+        if st.ids is not None:
+            o.gaps = max(o.gaps, len(set(ids) - set(st.ids.ids)))
+    if o.gaps or o.duplicates or o.text_mismatch:
+        o.fail(
+            "integrity",
+            f"{o.gaps} gap(s), {o.duplicates} duplicate(s), text "
+            f"{'differs' if o.text_mismatch else 'matches'}",
+        )
+        return
+    o.ok = True
+
+
+async def _request(session: aiohttp.ClientSession, cfg: BenchConfig) -> Outcome:
+    """One request; every exception becomes an error kind."""
+    o = Outcome()
+    try:
+        async with asyncio.timeout(cfg.timeout_s):
+            await _one(session, cfg, o)
+    except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS
+        o.fail("connect", f"{type(e).__name__}: {e}")
+    except TimeoutError as e:  # ours, or aiohttp's connect/read timeouts (subclasses)
+        o.fail("timeout", f"no end within {cfg.timeout_s:g}s after {o.chunks} chunks ({e!r})")
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
+        # The server closed the connection mid-body (a truncated chunked response).
+        o.fail("no_done", f"{type(e).__name__} after {o.chunks} chunks: {e}")
+    except aiohttp.ClientError as e:
+        o.fail("other", f"{type(e).__name__}: {e}")
+    return o
+
+
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def run_bench(
+    cfg: BenchConfig, progress: Callable[[Totals, float], None] | None = None
+) -> dict[str, Any]:
+    """Run the load and return the result object (see ``Totals.result``).
+
+    ``progress(totals, elapsed_s)`` is called about four times a second while the run lasts.
+    """
+    connector = aiohttp.TCPConnector(limit=2 * cfg.concurrency + 2, limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeout_s, sock_read=cfg.timeout_s)
+    totals = Totals()
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False
+    ) as session:
+        for _ in range(cfg.warmup):
+            w = await _request(session, cfg)
+            if not w.ok:
+                logger.warning("warm-up request failed: %s %s", w.error, w.detail)
+        remaining = [cfg.requests] if cfg.requests is not None else None
+        stop = asyncio.Event()
+        t0 = time.perf_counter()
+        deadline = t0 + cfg.duration_s if cfg.duration_s is not None else None
+        cpu0 = _cpu_s()
+
+        async def worker() -> None:
+            while not stop.is_set():
+                if remaining is not None:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                elif deadline is not None and time.perf_counter() >= deadline:
+                    return
+                o = await _request(session, cfg)
+                totals.add(o)
+                if o.error == "resume_unsupported":
+                    stop.set()  # the server cannot resume: more requests cannot either
+                elif o.error == "connect" and deadline is not None:
+                    await asyncio.sleep(_CONNECT_BACKOFF_S)
+
+        async def ticker() -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.25):
+                        await stop.wait()
+                if progress is not None:
+                    progress(totals, time.perf_counter() - t0)
+                if stop.is_set():
+                    return
+
+        tick = asyncio.create_task(ticker())
+        try:
+            await asyncio.gather(*(worker() for _ in range(cfg.concurrency)))
+        finally:
+            wall = time.perf_counter() - t0
+            cpu = _cpu_s() - cpu0
+            stop.set()
+            await tick
+    return totals.result(wall_s=wall, cpu_s=cpu, config=cfg.describe())

@@ -1,0 +1,365 @@
+"""The standard benchmark scenarios, written as Markdown: ``make bench``.
+
+    python -m fakeai.services.bench.scenarios --out BENCHMARKS.md [--only S1,S3] [--quick]
+
+Each scenario starts a fresh local stack (``fakeai-streams up`` on a free port, its own state
+directory), measures from the client side with the bench (:mod:`.runner`), reads the CPU of
+every stack process (``/proc``) and of Redis (``INFO cpu``), and stops every process by PID.
+
+S1 throughput (latency off), S2 latency fidelity against the gpt-4o profile, S3 resume every 20
+chunks, S4 fan-out of one stream to many readers, S5 edge memory per idle connection, S6 the
+upstream ``fakeai`` package on the same machine (skipped with a note when it cannot be
+installed). The report names the machine, the date and the exact command. Figures only: no
+scenario passes or fails, except that S2 says where client-observed latency stops matching
+the profile (median within 5 %, p99 within 10 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fakeai.embedded_redis import free_port
+from fakeai.latency_profiles import LatencyProfileManager
+from fakeai.services.bench import procs
+from fakeai.services.bench.driver import QUICK, Driver, Scale, header, run, stack_meter
+from fakeai.services.bench.probes import fan_out, hold_open
+from fakeai.services.bench.procs import CpuMeter
+from fakeai.services.bench.report import md_table
+from fakeai.services.bench.runner import run_bench
+from fakeai.services.bench.stack import PeerServer
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
+
+
+class Scenarios(Driver):
+    def s1(self) -> None:
+        stack = self.stack("s1")
+        try:
+            rows = self.throughput_rows(stack.url, stack_meter(stack), self.scale.s1)
+        finally:
+            stack.stop()
+        self.lines += [
+            "## S1 throughput (latency off)",
+            "",
+            f"Closed loop, {self.scale.duration_s:g} s per row, 200-token streams, "
+            "`X-FakeAI-TTFT-Ms: 0`, `X-FakeAI-ITL-Ms: 0`, unique prompts. Server CPU = every "
+            "stack process (`/proc/<pid>/stat`) plus Redis (`INFO cpu`), divided by the chunks "
+            "delivered to successful requests. Upstream FakeAI 0.3.2 spends 89-97 µs per chunk "
+            "on one core (`notes/perf-anchors.md` §1b).",
+            "",
+            *md_table(self.THROUGHPUT_HEAD, rows),
+        ]
+
+    def s2(self) -> None:
+        manager = LatencyProfileManager()
+        profile = manager.get_profile(self.model)
+        stack = self.stack("s2")
+        producers = max(1, len(stack.pids("producer")))
+        rows, first_off = [], None
+        try:
+            for c in self.scale.s2:
+                cfg = self.cfg(
+                    stack.url, c, requests=2 * c, duration_s=None, max_tokens=100, timeout_s=300.0
+                )
+                res = run(run_bench(cfg))
+                plans = [
+                    manager.plan(
+                        self.model,
+                        output_tokens=100,
+                        prompt_tokens=12,
+                        current_load=max(1, c // producers),
+                    )
+                    for _ in range(300)
+                ]
+                exp_ttft = sorted(p.ttft_s * 1000 for p in plans)
+                exp_itl = sorted(g * 1000 for p in plans for g in p.itl_s)
+                ok = True
+                row: list[Any] = [c, res["errors"]]
+                for obs, exp in ((res["ttft_ms"], exp_ttft), (res["itl_ms"], exp_itl)):
+                    e50 = statistics.median(exp)
+                    e99 = exp[int(0.99 * (len(exp) - 1))]
+                    d50, d99 = obs["p50"] / e50 - 1, obs["p99"] / e99 - 1
+                    ok = ok and abs(d50) <= 0.05 and abs(d99) <= 0.10
+                    row += [
+                        f"{obs['p50']:.1f} / {e50:.1f} ({d50:+.1%})",
+                        f"{obs['p99']:.1f} / {e99:.1f} ({d99:+.1%})",
+                    ]
+                row.append("yes" if ok else "**no**")
+                if not ok and first_off is None:
+                    first_off = c
+                rows.append(row)
+        finally:
+            stack.stop()
+        verdict = (
+            f"Client-observed latency stops matching the profile at **{first_off} "
+            "concurrent streams**."
+            if first_off
+            else "Client-observed latency matched the profile at every level measured."
+        )
+        self.lines += [
+            f"## S2 latency fidelity ({self.model} profile)",
+            "",
+            f"Profile: TTFT {profile.ttft_ms:g}±{profile.ttft_std_ms:g} ms, ITL "
+            f"{profile.itl_ms:g}±{profile.itl_std_ms:g} ms, ITL x{profile.load_itl_factor:g} "
+            f"at {profile.max_concurrency_knee} streams. 100-token streams, 2 per worker. "
+            "Expected = 300 plans from `LatencyProfileManager.plan` at the same load per "
+            "producer; match = median within 5 % and p99 within 10 %, for TTFT and ITL. The "
+            "profile's ITL grows with the streams a producer runs; the expectation assumes all "
+            "N running, while the first round of a closed loop ramps up from 1, so observed ITL "
+            "under load tends to sit below it.",
+            "",
+            *md_table(
+                [
+                    "streams",
+                    "errors",
+                    "TTFT p50 obs / exp ms",
+                    "TTFT p99 obs / exp",
+                    "ITL p50 obs / exp",
+                    "ITL p99 obs / exp",
+                    "match",
+                ],
+                rows,
+            ),
+            verdict,
+            "",
+        ]
+
+    def s3(self) -> None:
+        stack = self.stack("s3")
+        n = self.scale.s3
+        try:
+            cfg = self.cfg(
+                stack.url,
+                n,
+                requests=n,
+                duration_s=None,
+                max_tokens=200,
+                ttft_ms=50.0,
+                itl_ms=5.0,
+                resume_every=20,
+                timeout_s=120.0,
+            )
+            res = run(run_bench(cfg))
+        finally:
+            stack.stop()
+        r = res["resume"]
+        self.lines += [
+            "## S3 resume",
+            "",
+            f"{n} concurrent 200-token streams (TTFT 50 ms, ITL 5 ms); every client drops its "
+            "connection every 20 chunks and resumes with `GET /v1/streams/{id}` + "
+            "`Last-Event-ID`; afterwards each stream's text is compared with a full replay. "
+            "Resume latency = reconnect sent -> first resumed event.",
+            "",
+            *md_table(
+                [
+                    "streams ok",
+                    "errors",
+                    "resumes",
+                    "resume p50 ms",
+                    "resume p99 ms",
+                    "gaps",
+                    "duplicates",
+                    "text mismatches",
+                ],
+                [
+                    [
+                        res["requests_ok"],
+                        res["errors"],
+                        r["resumes"],
+                        r["latency_ms"]["p50"],
+                        r["latency_ms"]["p99"],
+                        r["gaps"],
+                        r["duplicates"],
+                        r["text_mismatches"],
+                    ]
+                ],
+            ),
+        ]
+
+    def s4(self) -> None:
+        rows = []
+        for n in self.scale.s4:
+            stack = self.stack(f"s4-{n}")
+            try:
+                cfg = self.cfg(stack.url, 1)
+                meter = stack_meter(stack)
+                probe = fan_out(cfg, n, tokens=300, itl_ms=10.0, timeout_s=120.0)
+                res, cpu = meter.measure(functools.partial(run, probe))
+            finally:
+                stack.stop()
+            per = 1e6 * sum(cpu.values()) / res["deliveries"] if res["deliveries"] else None
+            rows.append(
+                [
+                    n,
+                    res["events_per_reader"],
+                    res["complete_readers"],
+                    res["reader_errors"],
+                    res["deliveries_per_s"],
+                    res["lag_ms"]["p50"],
+                    res["lag_ms"]["p99"],
+                    res["lag_ms"]["max"],
+                    per,
+                ]
+            )
+        self.lines += [
+            "## S4 fan-out",
+            "",
+            "One 300-token stream (ITL 10 ms) read live by N extra clients through "
+            "`GET /v1/streams/{id}`. Lag = a reader's arrival time of an event minus the "
+            "generating client's arrival time of the same event.",
+            "",
+            *md_table(
+                [
+                    "readers",
+                    "events each",
+                    "complete readers",
+                    "reader errors",
+                    "deliveries/s",
+                    "lag p50 ms",
+                    "lag p99 ms",
+                    "lag max ms",
+                    "server µs CPU/delivery",
+                ],
+                rows,
+            ),
+        ]
+
+    def s5(self) -> None:
+        n = self.scale.s5
+        stack = self.stack("s5")
+        edges = stack.pids("edge")
+        producers = stack.pids("producer")
+
+        def rss(pids: list[int]) -> float:
+            samples = []
+            for _ in range(5):
+                samples.append(sum(procs.rss_bytes(p) or 0 for p in pids))
+                time.sleep(0.2)
+            return statistics.median(samples)
+
+        try:
+            cfg = self.cfg(stack.url, 1)
+            run(run_bench(replace(cfg, requests=20, duration_s=None, ttft_ms=0.0, itl_ms=0.0)))
+            base_edge, base_prod = rss(edges), rss(producers)
+
+            async def measure() -> dict[str, Any]:
+                loop = asyncio.get_running_loop()
+                e, p = await loop.run_in_executor(None, lambda: (rss(edges), rss(producers)))
+                return {"edge": e, "producer": p}
+
+            res = run(hold_open(cfg, n, measure=measure, timeout_s=180.0))
+        finally:
+            stack.stop()
+        kib = 1024.0
+        self.lines += [
+            "## S5 idle capacity",
+            "",
+            f"{n} connected clients on slow streams (1 token per second); RSS is the median of "
+            "5 samples, summed over the edge (and producer) processes, after every client had "
+            "its first event, minus the RSS after a 20-request warm-up. Upstream FakeAI 0.3.2: "
+            "~82 KiB per open stream (`notes/perf-anchors.md` §1c).",
+            "",
+            *md_table(
+                [
+                    "open streams",
+                    "edge RSS before MiB",
+                    "edge RSS open MiB",
+                    "edge KiB/connection",
+                    "producer KiB/stream",
+                ],
+                [
+                    [
+                        res["connected"],
+                        base_edge / kib / kib,
+                        res["edge"] / kib / kib,
+                        (res["edge"] - base_edge) / kib / n,
+                        (res["producer"] - base_prod) / kib / n,
+                    ]
+                ],
+            ),
+        ]
+
+    def s6(self) -> None:
+        peer = PeerServer(self.peer_venv, free_port(), self.work / "peer.log")
+        self.lines += ["## S6 peer: upstream `fakeai` 0.3.2", ""]
+        error = peer.install()
+        if error:
+            self.lines += [f"Skipped: {error}.", ""]
+            return
+        try:
+            peer.start()
+            meter = CpuMeter({pid: "fakeai" for pid in peer.pids()}, None)
+            rows = self.throughput_rows(peer.url, meter, self.scale.s6)
+        finally:
+            peer.stop()
+        self.lines += [
+            "The same load as S1 against `fakeai server` (PyPI 0.3.2, its own venv, "
+            "`FAKEAI_GENERATION__TTFT_MS=0`, `FAKEAI_GENERATION__ITL_MS=0`) on loopback.",
+            "",
+            *md_table(self.THROUGHPUT_HEAD, rows),
+        ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fakeai.services.bench.scenarios",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="scaled-down levels, 3 s rows")
+    parser.add_argument("--model", default="gpt-4o")
+    parser.add_argument(
+        "--peer-venv",
+        type=Path,
+        default=Path.home() / ".cache" / "fakeai-streams" / "peer-venv",
+        help="venv for the upstream fakeai package (S6), reused when present",
+    )
+    args = parser.parse_args(argv)
+    chosen = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in chosen if s not in SCENARIOS]
+    if bad or not chosen:
+        parser.error(f"--only: expected names from {','.join(SCENARIOS)}, got {args.only!r}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    command = " ".join(["python -m fakeai.services.bench.scenarios", *sys.argv[1:]])
+    with tempfile.TemporaryDirectory(prefix="fakeai-bench-") as tmp:
+        driver = Scenarios(QUICK if args.quick else Scale(), Path(tmp), args.model, args.peer_venv)
+        driver.lines = header(command)
+        failed = 0
+        for name in chosen:
+            logger.info("scenario %s", name)
+            started = len(driver.lines)
+            try:
+                getattr(driver, name.lower())()
+            except Exception as e:  # one broken scenario must not lose the others' figures
+                logger.exception("scenario %s failed", name)
+                del driver.lines[started:]
+                driver.lines += [f"## {name}", "", f"Failed: `{e!r}`", ""]
+                failed += 1
+            args.out.write_text("\n".join(driver.lines))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

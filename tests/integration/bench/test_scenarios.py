@@ -1,0 +1,38 @@
+"""The scenario driver end to end: a real `fakeai-streams up`, measured and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fakeai.services.bench import procs, scenarios
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_quick_resume_scenario_writes_its_table_and_stops_every_process(tmp_path: Path) -> None:
+    out = tmp_path / "BENCH.md"
+    before = {p.pid for p in procs.descendants(os.getpid())}  # e.g. the session's Redis
+    rc = scenarios.main(["--out", str(out), "--quick", "--only", "S3"])
+    text = out.read_text()
+    assert rc == 0, text
+    assert text.startswith("# FakeAI Streams benchmarks")
+    assert "- Command: `python -m fakeai.services.bench.scenarios" in text
+    assert "CPUs (" in text
+    assert "## S3 resume" in text
+    table = text.split("## S3 resume", 1)[1]
+    # 20 streams ok, 0 errors, 10 resumes each, ..., 0 gaps, 0 duplicates, 0 mismatches
+    row = next(line for line in table.splitlines() if line.startswith("| 20 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["20", "0", "200"]
+    assert cells[-3:] == ["0", "0", "0"]
+    assert [p for p in procs.descendants(os.getpid()) if p.pid not in before] == []
+
+
+def test_unknown_scenario_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        scenarios.main(["--out", str(tmp_path / "x.md"), "--only", "S1,S9"])
+    assert exc.value.code == 2
+    assert "--only: expected names from S1,S2,S3,S4,S5,S6" in capsys.readouterr().err
