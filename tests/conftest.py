@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 import redis.asyncio as aredis
+from tests.support.docker import docker_available
 
 from fakeai.embedded_redis import EmbeddedRedis
 from fakeai.streams import Keys
@@ -72,22 +73,6 @@ def sync_r(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
     finally:
         client.close()
         _delete_prefix(redis_url, key_prefix)
-
-
-def docker_available() -> bool:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-    except Exception:
-        return False
-    try:
-        client.ping()
-    except Exception:
-        return False
-    finally:
-        client.close()
-    return True
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 
 import pytest
 import redis.asyncio as aredis
+from tests.support.docker import docker_available
 from tests.support.servers import eventually
 
 from fakeai.config import Settings
@@ -106,34 +105,8 @@ async def test_native_backend_absent_without_the_module(
     assert await NativeSeries.detect(r, keys, settings) is None
 
 
-def _docker_reachable() -> bool:
-    # Checked here with a client that is closed again: the shared fixture's own probe leaves
-    # its socket open, which filterwarnings=error turns into a failure when Docker is absent.
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://"):
-        # A plain connect first: docker-py leaks the socket of a refused connection.
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(host.removeprefix("unix://"))
-            except OSError:
-                return False
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-    except Exception:
-        return False
-    try:
-        client.ping()
-    except Exception:
-        return False
-    finally:
-        client.close()
-    return True
-
-
 @pytest.mark.docker
-@pytest.mark.skipif(not _docker_reachable(), reason="no reachable Docker engine")
+@pytest.mark.skipif(not docker_available(), reason="no reachable Docker engine")
 async def test_native_backend_writes_series(container_redis_url: str, keys: Keys) -> None:
     r = aredis.Redis.from_url(container_redis_url)
     try:
