@@ -96,6 +96,12 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: b
             lines = [ln for ln in s.iter_lines() if ln.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
         assert json.loads(lines[0][6:])["object"] == "chat.completion.chunk"
+        text = "".join(
+            c["delta"].get("content") or ""
+            for ln in lines[:-1]
+            for c in json.loads(ln[6:])["choices"]
+        )
+        _shell_tools_round_trip(base, s.headers["x-stream-id"], text, env, tmp_path)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -108,3 +114,41 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: b
     wait_until(lambda: not any(_alive(p) for p in children), timeout_s=10)
     if not external:
         assert not (tmp_path / "redis.url").exists()
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fakeai.services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _shell_tools_round_trip(
+    base: str, stream_id: str, text: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """replay, export and import from the shell, against the running stack."""
+    tools_env = {**env, "FAKEAI_STATE_DIR": str(tmp_path)}  # finds the announced Redis
+    replay = _cli(["replay", stream_id, "--url", base, "--pace", "fast"], tools_env)
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout.rstrip("\n") == text
+
+    export = _cli(["export", stream_id], tools_env)
+    assert export.returncode == 0, export.stderr
+    recording = tmp_path / "s.jsonl"
+    recording.write_text(export.stdout)
+    assert json.loads(export.stdout.splitlines()[0])["stream_id"] == stream_id
+
+    again = _cli(["import", str(recording)], tools_env)
+    assert again.returncode == 1  # the stream still exists: refused, nothing overwritten
+    assert "already exists" in again.stderr
+    other = {**tools_env, "FAKEAI_KEY_PREFIX": tools_env["FAKEAI_KEY_PREFIX"] + "copy"}
+    imported = _cli(["import", str(recording)], other)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == stream_id
+    copy = _cli(["export", stream_id], other).stdout.splitlines()
+    assert copy[1:] == export.stdout.splitlines()[1:]  # same ids, timings and payloads
+    assert json.loads(copy[0])["meta"]["imported"] == "1"
