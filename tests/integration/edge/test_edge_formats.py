@@ -9,7 +9,7 @@ import pytest
 
 from fakeai.errors import BadRequest
 from fakeai.services.edge.formats import Formatter, choose_format
-from fakeai.services.edge.log import Entry
+from fakeai.services.edge.log import Entry, parse_entry, parse_flat
 from fakeai.services.edge.reader import parse_pace
 from fakeai.services.edge.schemas import CompletionRequest, validate
 from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, encode
@@ -65,6 +65,8 @@ def test_bad_pace(raw: str) -> None:
         ("sse", C, True, b"id: 5-1\nretry: 250\ndata: " + CHUNK + b"\n\n"),
         ("sse", C, False, b"id: 5-1\ndata: " + CHUNK + b"\n\n"),
         ("sse", D, False, b"id: 5-2\ndata: [DONE]\n\n"),
+        ("sse", D, True, b"id: 5-2\nretry: 250\ndata: [DONE]\n\n"),
+        ("sse", E, True, b"id: 5-2\nretry: 250\ndata: " + ERROR + b"\n\ndata: [DONE]\n\n"),
         ("sse", E, False, b"id: 5-2\ndata: " + ERROR + b"\n\ndata: [DONE]\n\n"),
         ("jsonl", C, True, b'{"id":"5-1","type":"chunk","data":' + CHUNK + b"}\n"),
         ("jsonl", D, False, b'{"id":"5-2","type":"done"}\n'),
@@ -77,6 +79,23 @@ def test_encodings_write_the_stored_bytes(
     fmt: str, entry: Entry, first: bool, expected: bytes
 ) -> None:
     assert Formatter(fmt, 250).entry(entry, first=first) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "flat",
+    [
+        [b"k", b"c", b"d", CHUNK, b"t", b"17"],
+        [b"t", b"17", b"d", CHUNK, b"x", b"ignored", b"k", b"c"],
+        [b"d", CHUNK],  # kind and time absent: a chunk, t_us 0
+        [b"k", b"d"],
+    ],
+)
+def test_raw_xread_fields_parse_like_the_dict_form(flat: list[bytes]) -> None:
+    """The hub parses raw XREAD field lists; the result must equal the XRANGE (dict) path."""
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    got = parse_flat(b"5-3", flat)
+    assert got == parse_entry(b"5-3", fields)
+    assert (got.sse, got.terminal) == (parse_entry(b"5-3", fields).sse, got.kind == b"d")
 
 
 def test_jsonl_error_and_interruptions() -> None:

@@ -134,12 +134,11 @@ class Formatter:
         return f"\n[error] {body.code}: {body.message}\n".encode()
 
     def _sse(self, e: Entry, first: bool) -> bytes:
-        head = b"id: " + e.id + (b"\nretry: %d\n" % self.retry_ms if first else b"\n")
-        if e.kind == KIND_DONE:
-            return head + b"data: [DONE]\n\n"
-        if e.kind == KIND_ERROR:
-            return head + b"data: " + e.data + b"\n\n" + _DONE
-        return head + b"data: " + e.data + b"\n\n"
+        if not first:
+            return e.sse  # built once per entry, shared by every client (see Entry.sse)
+        # The first event of a response also carries ``retry:``, after its ``id:`` line.
+        id_line = b"id: " + e.id + b"\n"
+        return id_line + b"retry: %d\n" % self.retry_ms + e.sse[len(id_line) :]
 
     def _jsonl(self, e: Entry) -> bytes:
         head = b'{"id":"' + e.id + b'","type":'

@@ -8,14 +8,22 @@ The edge never re-encodes ``d``: it writes those bytes to every client as they a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aredis
 
 from fakeai.wire import KIND_DONE, KIND_ERROR, ErrorBody
 
-__all__ = ["PAGE", "Entry", "StreamInterrupted", "iter_range", "last_entry", "parse_entry"]
+__all__ = [
+    "PAGE",
+    "Entry",
+    "StreamInterrupted",
+    "iter_range",
+    "last_entry",
+    "parse_entry",
+    "parse_flat",
+]
 
 PAGE = 512
 """Entries per XRANGE page and per hub XREAD: large replies are cheap with hiredis."""
@@ -33,10 +41,25 @@ class Entry:
     kind: bytes
     data: bytes
     t_us: int
+    terminal: bool = field(init=False, repr=False, compare=False)
+    """A ``done`` or ``error`` entry: the last one of its stream."""
+    sse: bytes = field(init=False, repr=False, compare=False)
+    """The entry's SSE event (``id:`` + ``data:`` lines, no ``retry:``), built once here and
+    written as-is to every SSE client of the stream: with N clients on one stream, formatting
+    per client would build the same bytes N times."""
 
-    @property
-    def terminal(self) -> bool:
-        return self.kind in _TERMINAL
+    def __post_init__(self) -> None:
+        # Frozen dataclass: derived fields are set once, through object.__setattr__.
+        terminal = self.kind in _TERMINAL
+        object.__setattr__(self, "terminal", terminal)
+        head = b"id: " + self.id + b"\ndata: "
+        if not terminal:
+            sse = head + self.data + b"\n\n"
+        elif self.kind == KIND_DONE:
+            sse = head + b"[DONE]\n\n"
+        else:
+            sse = head + self.data + b"\n\ndata: [DONE]\n\n"
+        object.__setattr__(self, "sse", sse)
 
 
 def parse_entry(raw_id: bytes, fields: dict[bytes, bytes]) -> Entry:
@@ -48,6 +71,28 @@ def parse_entry(raw_id: bytes, fields: dict[bytes, bytes]) -> Entry:
         seq=int(seq),
         kind=fields.get(b"k", b"c"),
         data=fields.get(b"d", b""),
+        t_us=int(t) if t else 0,
+    )
+
+
+def parse_flat(raw_id: bytes, flat: list[bytes]) -> Entry:
+    """An :class:`Entry` from a raw XREAD reply item: the id and the flat field list
+    ``[name, value, ...]`` as Redis sends it (the hub skips redis-py's reply callback, which
+    would build a dict per entry only for us to take three fields out of it)."""
+    kind, data, t = b"c", b"", b""
+    for i in range(0, len(flat) - 1, 2):
+        name = flat[i]
+        if name == b"k":
+            kind = flat[i + 1]
+        elif name == b"d":
+            data = flat[i + 1]
+        elif name == b"t":
+            t = flat[i + 1]
+    return Entry(
+        id=raw_id,
+        seq=int(raw_id.partition(b"-")[2]),
+        kind=kind,
+        data=data,
         t_us=int(t) if t else 0,
     )
 

@@ -44,6 +44,7 @@ from fakeai.wire.messages import Endpoint
 
 __all__ = ["routes"]
 
+_REQUESTS_KEEP_MS = 2 * 3600 * 1000
 _META_SAFETY_S = 3600
 """The meta hash outlives retention by this much, in case no producer ever finishes it."""
 
@@ -114,7 +115,14 @@ async def _publish(state: EdgeState, gen: GenerationRequest, kind: Endpoint) -> 
     if state.settings.retention_s:
         pipe.expire(keys.meta(sid), state.settings.retention_s + _META_SAFETY_S)
     pipe.zadd(keys.active(), {sid: gen.created_ms})
-    pipe.xadd(keys.requests(), {"r": encode(gen)})
+    # The requests stream is a work queue, not a record: entries older than any stream can
+    # run (the producer ends a stream at 1 h) are trimmed, so it stays bounded.
+    pipe.xadd(
+        keys.requests(),
+        {"r": encode(gen)},
+        minid=gen.created_ms - _REQUESTS_KEEP_MS,
+        approximate=True,
+    )
     try:
         await pipe.execute()
     except (RedisConnectionError, RedisTimeoutError, OSError) as e:
