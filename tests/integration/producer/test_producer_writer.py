@@ -65,3 +65,18 @@ async def test_put_waits_for_room_when_max_pending_ops_wait(r: aredis.Redis, key
 async def _put_many(writer: LogWriter, key: str, n: int) -> None:
     for seq in range(1, n + 1):
         await writer.put(_xadd(key, seq))
+
+
+async def test_put_nowait_refuses_only_when_max_pending_items_wait(
+    r: aredis.Redis, keys: Keys
+) -> None:
+    writer = LogWriter(r, max_pending=3)
+    key = keys.chunks("nowait")
+    assert all([writer.put_nowait(_xadd(key, seq)) for seq in (1, 2, 3)])
+    assert not writer.put_nowait(_xadd(key, 4))
+    assert writer.pending == 3
+    writer.start()
+    await writer.write(lambda pipe: None)
+    assert writer.put_nowait(_xadd(key, 4))
+    await writer.close()
+    assert await r.xlen(key) == 4

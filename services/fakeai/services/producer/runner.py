@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aredis
@@ -36,7 +36,7 @@ import redis.asyncio as aredis
 from fakeai.config.settings import Settings
 from fakeai.content import build_chat_completion, build_text_completion
 from fakeai.services.producer.backoff import RETRYABLE, Backoff
-from fakeai.services.producer.records import EndCode, Outcome, StreamRecords
+from fakeai.services.producer.records import EndCode, FirehoseTrims, Outcome, StreamRecords
 from fakeai.services.producer.writer import LogWriter
 from fakeai.streaming import StreamManager
 from fakeai.streaming.base import (
@@ -85,6 +85,8 @@ class Deps:
     producer: str
     stream_timeout_s: float = 3600.0
     """A stream still running after this long ends with ``e`` ``timeout``."""
+    trims: FirehoseTrims = field(default_factory=FirehoseTrims)
+    """When each firehose partition is next trimmed (shared by the process's streams)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class StreamRun:
             firehose_partitions=deps.settings.firehose_partitions,
             firehose_retention_s=deps.settings.firehose_retention_s,
             retention_s=deps.settings.retention_s if retention is None else retention,
+            trims=deps.trims,
         )
         self.end_code: str | None = None
         self._ended = asyncio.Event()
@@ -230,6 +233,7 @@ class StreamRun:
         )
 
     async def _stream(self, full: Mapping[str, Any], skip: int) -> str:
+        put_nowait = self.deps.writer.put_nowait
         put = self.deps.writer.put
         entry = self.records.entry
         seq = tokens = 0
@@ -242,7 +246,9 @@ class StreamRun:
                 seq += 1
                 tokens += chunk.token_count
                 if seq > skip:
-                    await put(entry(seq, KIND_CHUNK, encode(chunk.data), chunk.token_count))
+                    item = entry(seq, KIND_CHUNK, encode(chunk.data), chunk.token_count)
+                    if not put_nowait(item):  # the writer is full: wait for room
+                        await put(item)
                 if self.end_code is not None:
                     break
         except StreamCancelledException:

@@ -1,19 +1,29 @@
 """Write coalescing: one flusher per process sends the writes of every stream in pipelines.
 
-Streams never await Redis per chunk. They :meth:`LogWriter.put` an *op* (a function that
-queues one or more commands on a pipeline) and go on; a single flusher task takes everything
-pending and sends it in ONE ``pipeline(transaction=False)`` round trip, then the next batch.
+Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* and go on: either an
+*op* (a function that queues one or more commands on a redis-py pipeline), or, on the hot path,
+a :data:`Packed` command group (RESP bytes built once by the stream, see
+:mod:`.records`). A single flusher task takes everything pending and sends it in ONE write on
+one connection, then reads the replies, then the next batch.
 Chunks of many streams that fall due together therefore share a round trip, which is where
 the producer's throughput comes from (a pipeline of 100 XADDs costs ~17 µs per command against
 ~111 µs for an awaited XADD each; project notes, redis-faststream §1.9).
+
+Why not ``pipeline.execute()``: at ~13k entries/s redis-py's per-argument packing
+(``pack_command``) and per-reply parsing (a timeout context and a response callback per reply)
+were half the producer's CPU. Packed items skip the packing entirely; replies are read raw
+(``disable_decoding``) under one timeout for the whole batch, since only errors matter here.
+Ops still go through redis-py's own packer (``Connection.pack_commands``), so they need not
+know the protocol.
 
 Contracts:
 
 - Order: ops are sent in the order they were put, and Redis runs the commands of one
   connection in order, so a stream's entries land in seq order and a terminal entry's XACK
   runs only after the terminal XADD before it.
-- Backpressure: at most ``max_pending`` ops wait; :meth:`put` awaits room beyond that (only
-  while Redis is slow or down).
+- Backpressure: at most ``max_pending`` items wait; :meth:`put` awaits room beyond that (only
+  while Redis is slow or down). :meth:`put_nowait` is the synchronous fast path for callers
+  that put many items: it returns False instead of waiting.
 - Redis down: the batch is retried with exponential backoff (cap ~2 s) until Redis returns; no
   op is dropped. A retried batch may re-send commands that had already run. That is harmless by
   construction: log entries have deterministic ids, so Redis rejects the copy ("ERR The ID
@@ -29,15 +39,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
 from fakeai.services.producer.backoff import RETRYABLE, Backoff
 
-__all__ = ["LogWriter", "Op", "WriteFailed", "is_duplicate_id_error"]
+__all__ = ["Item", "LogWriter", "Op", "Packed", "WriteFailed", "is_duplicate_id_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +57,14 @@ Pipeline = Any
 
 Op = Callable[[Pipeline], None]
 """Queues one or more commands on a pipeline; must not await and must not fail."""
+
+Packed: TypeAlias = tuple[bytes, int]
+"""``(RESP bytes of n commands, n)``: commands already in the Redis protocol."""
+
+Item: TypeAlias = Op | Packed
+"""What :meth:`LogWriter.put` takes."""
+
+_Batch: TypeAlias = list[tuple[Item, "asyncio.Future[None] | None"]]
 
 
 class WriteFailed(Exception):
@@ -76,7 +95,7 @@ class LogWriter:
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._backoff_cap_s = backoff_cap_s
-        self._ops: list[tuple[Op, asyncio.Future[None] | None]] = []
+        self._ops: _Batch = []
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
@@ -94,15 +113,27 @@ class LogWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="producer-writer")
 
-    async def put(self, op: Op) -> None:
-        """Queue ``op``; returns at once unless ``max_pending`` ops already wait."""
+    def put_nowait(self, item: Item) -> bool:
+        """Queue ``item`` if there is room (True), else do nothing (False: await :meth:`put`).
+
+        Synchronous, so the per-chunk path costs no coroutine (setting the wake event when it
+        is already set is a cheap no-op).
+        """
+        if len(self._ops) >= self._max_pending:
+            return False
+        self._ops.append((item, None))
+        self._wake.set()
+        return True
+
+    async def put(self, op: Item) -> None:
+        """Queue ``op``; returns at once unless ``max_pending`` items already wait."""
         while len(self._ops) >= self._max_pending:
             self._room.clear()
             await self._room.wait()
         self._ops.append((op, None))
         self._wake.set()
 
-    async def write(self, op: Op) -> None:
+    async def write(self, op: Item) -> None:
         """Queue ``op`` and wait until its batch has been executed by Redis.
 
         Raises :class:`WriteFailed` if Redis refused one of its commands (a duplicate id is
@@ -146,16 +177,11 @@ class LogWriter:
             self._room.set()
             await self._send(batch)
 
-    async def _send(self, batch: list[tuple[Op, asyncio.Future[None] | None]]) -> None:
+    async def _send(self, batch: _Batch) -> None:
         backoff = Backoff(cap_s=self._backoff_cap_s)
         while True:
-            pipe = self._redis.pipeline(transaction=False)
-            bounds: list[int] = []
-            for op, _ in batch:
-                op(pipe)
-                bounds.append(len(pipe.command_stack))
             try:
-                results = await pipe.execute(raise_on_error=False)
+                results, bounds = await self._execute(batch)
             except RETRYABLE as e:
                 if backoff.failures == 0:
                     logger.warning("writer: Redis unavailable (%s); retrying %d ops", e, len(batch))
@@ -169,11 +195,7 @@ class LogWriter:
         start = 0
         for (_, fut), end in zip(batch, bounds, strict=True):
             error = next(
-                (
-                    r
-                    for r in results[start:end]
-                    if isinstance(r, Exception) and not is_duplicate_id_error(r)
-                ),
+                (r for r in results[start:end] if r is not None and not is_duplicate_id_error(r)),
                 None,
             )
             start = end
@@ -184,3 +206,48 @@ class LogWriter:
                     fut.set_result(None)
                 else:
                     fut.set_exception(WriteFailed(str(error)))
+
+    async def _execute(self, batch: _Batch) -> tuple[list[ResponseError | None], list[int]]:
+        """Send the batch in one write on one connection; per command its error or None.
+
+        Also returns each item's end index in that list.
+        """
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            parts: list[bytes] = []
+            bounds: list[int] = []
+            n = 0
+            pipe: Pipeline | None = None
+            for item, _ in batch:
+                if type(item) is tuple:
+                    parts.append(item[0])
+                    n += item[1]
+                else:
+                    if pipe is None:
+                        pipe = self._redis.pipeline(transaction=False)
+                    stack = pipe.command_stack
+                    item(pipe)  # type: ignore[operator]
+                    parts.extend(conn.pack_commands([args for args, _ in stack]))
+                    n += len(stack)
+                    stack.clear()
+                bounds.append(n)
+            results: list[ResponseError | None] = []
+            # One deadline for the whole batch instead of redis-py's one per reply.
+            async with asyncio.timeout(conn.socket_timeout):
+                await conn.send_packed_command(parts)
+                for _ in range(n):
+                    try:
+                        # timeout=inf: no per-reply timeout context (the batch has one).
+                        await conn.read_response(disable_decoding=True, timeout=math.inf)
+                    except ResponseError as e:  # read whole: the connection stays in sync
+                        results.append(e)
+                    else:
+                        results.append(None)
+        except BaseException:
+            # Unread replies would desynchronize the next user of this connection.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+        return results, bounds
