@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 from collections import defaultdict
@@ -36,6 +35,7 @@ from redis.exceptions import ResponseError, WatchError
 
 from fakeai.config import Settings
 from fakeai.services.metrics.tracker import FinishedStream, StreamTracker, fold_finished, rebuild
+from fakeai.services.runtime import run_until_signalled
 from fakeai.streams import METRICS_GROUP, Keys, parse_entry_id
 from fakeai.timeseries import Fold
 from fakeai.timeseries import names as n
@@ -270,17 +270,4 @@ async def run(
 
 def main(settings: Settings) -> None:
     """Run one consumer until SIGINT/SIGTERM (uvloop when installed)."""
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop=stop)
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(_main())
-    else:
-        uvloop.run(_main())
+    run_until_signalled(lambda stop: run(settings, stop=stop))

@@ -22,11 +22,9 @@ over once they have been idle for its reclaim time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
-import signal
 import socket
 
 import msgspec
@@ -39,6 +37,7 @@ from fakeai.services.producer.intake import RawRequest, RequestIntake
 from fakeai.services.producer.records import EndCode, ack_op
 from fakeai.services.producer.runner import Deps, StreamRun
 from fakeai.services.producer.writer import LogWriter
+from fakeai.services.runtime import run_until_signalled
 from fakeai.streaming import StreamManager
 from fakeai.streams import Keys
 from fakeai.wire import CancelSignal, decode_request
@@ -218,18 +217,4 @@ async def run(
 
 def main(settings: Settings) -> None:
     """Run one producer in this process (uvloop if installed) until SIGINT or SIGTERM."""
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop=stop)
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(_main())
-        return
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(_main())
+    run_until_signalled(lambda stop: run(settings, stop=stop))
