@@ -11,40 +11,39 @@ Lifecycle of a stream (``StreamStatus``)::
        │                            └──▶ FAILED      the generator raised
        └──cancel_stream()──▶ CANCELLED
 
-How the timeout and cancellation work: each stream runs inside ONE ``asyncio.timeout_at``
-scope. The scope is armed only while the manager awaits the generator and disarmed
-(``reschedule(None)``) while the consumer holds a chunk, so the timeout can never fire inside
-the consumer's own code (the hazard of cancel scopes across ``yield`` in async generators,
-PEP 789). A generator that hangs inside one chunk is interrupted by the scope; between chunks
-the deadline and the status are checked when the consumer asks for the next chunk.
-``cancel_stream()`` sets the status and, if the scope is armed, moves its deadline to now, so a
-sleeping generator is interrupted at once; the scope's ``TimeoutError`` is then reported as
-:class:`StreamCancelledException` instead of :class:`StreamTimeoutException`.
+How the timeout and cancellation work: each stream has ONE loop timer at its deadline
+(``loop.call_at``) and an ``armed`` flag that is true only while the manager awaits the
+generator. The timer and ``cancel_stream()`` cancel the stream's task only when it is armed, so
+a generator that hangs inside one chunk is interrupted, and the consumer's own code never is
+(the hazard of cancel scopes across ``yield`` in async generators, PEP 789). When the consumer
+holds a chunk they do nothing: its next step checks the status and the deadline and raises.
+The interrupt is marked on the stream and undone with ``Task.uncancel()``, which also tells it
+from a foreign cancellation of the consumer's task (that one propagates), as
+``asyncio.timeout`` does. Per chunk this costs a few attribute writes, not a loop timer
+cancelled and re-created twice (``asyncio.Timeout.reschedule``: ~15% of a producer's CPU).
 
-Iterate a stream from one task, on the loop that runs the manager; call every method from that
-loop. Finished streams stay queryable for ``retention_seconds`` and are pruned lazily (no timer
-per stream).
+Iterate a stream from one task at a time, on the loop that runs the manager; call every method
+from that loop. Finished streams stay queryable for ``retention_seconds`` and are pruned lazily
+(no timer per finished stream).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from typing import Any
 
 from fakeai.hooks import CacheMetricsHook, CacheRouterHook, MetricsHook, StreamingMetricsHook
+from fakeai.streaming import _lifecycle
+from fakeai.streaming._lifecycle import StreamRecord, interrupt
 from fakeai.streaming.base import (
     StreamCancelledException,
     StreamChunk,
     StreamContext,
-    StreamError,
     StreamException,
-    StreamGenerationException,
     StreamingGenerator,
     StreamMetrics,
     StreamStatus,
@@ -57,12 +56,9 @@ from fakeai.streaming.generators import (
     CompletionStreamingGenerator,
     RealtimeStreamingGenerator,
 )
-from fakeai.streaming.sse import chunk_text
 from fakeai.timing import LatencyModel
 
 __all__ = ["CONTEXT_EXTRAS", "StreamManager"]
-
-logger = logging.getLogger(__name__)
 
 CONTEXT_EXTRAS = frozenset(
     {"created", "start_time", "seed", "ttft_ms", "itl_ms", "cached_tokens", "include_usage"}
@@ -78,30 +74,6 @@ _DEFAULTS: dict[StreamType, tuple[type[StreamingGenerator], str, str]] = {
     StreamType.REALTIME: (RealtimeStreamingGenerator, "resp_", "/v1/realtime"),
 }
 _STREAMING = StreamStatus.STREAMING
-
-
-@dataclass(slots=True, eq=False)
-class _Stream:
-    context: StreamContext
-    metrics: StreamMetrics
-    max_chunks: int | None
-    status: StreamStatus = StreamStatus.PENDING
-    scope: asyncio.Timeout | None = None
-    armed: bool = False
-    """The scope is armed: the stream's task is awaiting the generator, not the consumer."""
-    cancel_reason: str = "cancelled"
-    finish_reason: str | None = None
-    expires_at: float = 0.0
-    kv: tuple[str, list[int]] | None = field(default=None)
-    """(worker_id, prompt token ids) when the KV-cache router placed the stream."""
-
-
-def _status_of(exc: StreamException) -> StreamStatus:
-    if isinstance(exc, StreamTimeoutException):
-        return StreamStatus.TIMEOUT
-    if isinstance(exc, StreamCancelledException):
-        return StreamStatus.CANCELLED
-    return StreamStatus.FAILED
 
 
 class StreamManager:
@@ -148,7 +120,7 @@ class StreamManager:
         self.enable_metrics = enable_metrics
         self.enable_latency_simulation = enable_latency_simulation
         self.retention_seconds = float(retention_seconds)
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamRecord] = {}
         self._active: set[str] = set()
         # Finished streams in finishing order (their expiry times increase: one retention for
         # all), and never-started ones in creation order with the time to forget them.
@@ -231,7 +203,7 @@ class StreamManager:
             **context_extras,
         )
         gen = generator if generator is not None else self._default_generator(kind, simulate)
-        rec = _Stream(context, StreamMetrics(sid), max_chunks)
+        rec = StreamRecord(context, StreamMetrics(sid), max_chunks)
         self._streams[sid] = rec
         self._active.add(sid)
         # A stream that is never iterated is forgotten once its timeout and retention pass.
@@ -261,7 +233,7 @@ class StreamManager:
     # -- running -------------------------------------------------------------------------------
 
     async def _run(
-        self, rec: _Stream, gen: StreamingGenerator, full_response: Any
+        self, rec: StreamRecord, gen: StreamingGenerator, full_response: Any
     ) -> AsyncGenerator[StreamChunk, None]:
         ctx = rec.context
         sid = ctx.stream_id
@@ -280,56 +252,51 @@ class StreamManager:
         error: str | None = None
         chunk: StreamChunk | None = None
         source: Any = None
-        scope: asyncio.Timeout | None = None
+        current_task = asyncio.current_task
         try:
-            self._start(rec)
+            _lifecycle.started(self, rec)
             source = gen.generate(ctx, full_response)
-            async with asyncio.timeout_at(deadline) as scope:
-                rec.scope = scope
+            rec.deadline_handle = loop.call_at(deadline, interrupt, rec)
+            anext = source.__anext__
+            while True:
+                # The task (and its cancel count, to tell our interrupt from a foreign one)
+                # that awaits this chunk: the consumer may ask for each chunk from a new task.
+                rec.task = task = current_task(loop)
+                rec.cancelling_before = task.cancelling() if task is not None else 0
                 rec.armed = True
-                anext = source.__anext__
-                while True:
-                    try:
-                        chunk = await anext()
-                    except StopAsyncIteration:
-                        break
-                    now = time.time()
-                    if m.first_chunk_time is None:
-                        m.first_chunk_time = now
-                    m.last_chunk_time = now
-                    m.total_chunks += 1
-                    m.total_tokens += chunk.token_count
-                    if chunk.metadata:
-                        rec.finish_reason = chunk.metadata.get("finish_reason", rec.finish_reason)
-                    if hooks:
-                        self._on_chunk(rec, chunk)
-                    if m.total_chunks == max_chunks:
-                        chunk.is_last = True
-                    scope.reschedule(None)
-                    rec.armed = False
-                    yield chunk
-                    if m.total_chunks == max_chunks:
-                        break
-                    if rec.status is not _STREAMING:
-                        raise StreamCancelledException(sid, rec.cancel_reason)
-                    if loop.time() >= deadline:
-                        raise StreamTimeoutException(sid, ctx.timeout_seconds)
-                    scope.reschedule(deadline)
-                    rec.armed = True
+                try:
+                    chunk = await anext()
+                except StopAsyncIteration:
+                    break
                 rec.armed = False
-                if rec.status is not _STREAMING:  # cancelled as the generator ended
+                if rec.interrupted:  # the generator swallowed the interrupt: end anyway
+                    raise asyncio.CancelledError
+                now = time.time()
+                if m.first_chunk_time is None:
+                    m.first_chunk_time = now
+                m.last_chunk_time = now
+                m.total_chunks += 1
+                m.total_tokens += chunk.token_count
+                if chunk.metadata:
+                    rec.finish_reason = chunk.metadata.get("finish_reason", rec.finish_reason)
+                if hooks:
+                    _lifecycle.on_chunk(self, rec, chunk)
+                if m.total_chunks == max_chunks:
+                    chunk.is_last = True
+                yield chunk
+                if m.total_chunks == max_chunks:
+                    break
+                if rec.status is not _STREAMING:
                     raise StreamCancelledException(sid, rec.cancel_reason)
-        except TimeoutError as exc:
-            if scope is None or not scope.expired():  # the generator's own TimeoutError
-                final, error = StreamStatus.FAILED, str(exc) or "TimeoutError"
-                raise self._generation_error(sid, exc) from exc
-            if rec.status is StreamStatus.CANCELLED:
-                final = StreamStatus.CANCELLED
-                raise StreamCancelledException(sid, rec.cancel_reason) from None
-            final, error = StreamStatus.TIMEOUT, f"timeout after {ctx.timeout_seconds:g}s"
-            raise StreamTimeoutException(sid, ctx.timeout_seconds) from None
+                if loop.time() >= deadline:
+                    raise StreamTimeoutException(sid, ctx.timeout_seconds)
+            rec.armed = False
+            if rec.interrupted:  # the generator swallowed the interrupt and ended
+                raise asyncio.CancelledError
+            if rec.status is not _STREAMING:  # cancelled as the generator ended
+                raise StreamCancelledException(sid, rec.cancel_reason)
         except StreamException as exc:
-            final, error = _status_of(exc), str(exc)
+            final, error = _lifecycle.status_of(exc), str(exc)
             raise
         except GeneratorExit:
             # The consumer closed the iterator: a normal end if it had the last chunk.
@@ -338,13 +305,29 @@ class StreamManager:
             raise
         except asyncio.CancelledError:
             final = StreamStatus.CANCELLED
+            task = rec.task
+            if rec.interrupted and task is not None:
+                rec.interrupted = False
+                # Only our interrupt is pending: it ends the stream as a timeout or cancel.
+                if task.uncancel() <= rec.cancelling_before:
+                    if rec.status is StreamStatus.CANCELLED:
+                        raise StreamCancelledException(sid, rec.cancel_reason) from None
+                    final, error = StreamStatus.TIMEOUT, f"timeout after {ctx.timeout_seconds:g}s"
+                    raise StreamTimeoutException(sid, ctx.timeout_seconds) from None
             raise
         except Exception as exc:
             final, error = StreamStatus.FAILED, str(exc) or type(exc).__name__
-            raise self._generation_error(sid, exc) from exc
+            raise _lifecycle.generation_error(sid, exc) from exc
         finally:
             rec.armed = False
-            rec.scope = None
+            if rec.deadline_handle is not None:
+                rec.deadline_handle.cancel()
+                rec.deadline_handle = None
+            if rec.interrupted and rec.task is not None:
+                # Interrupted, but the generator ended another way: take our cancel back.
+                rec.interrupted = False
+                rec.task.uncancel()
+            rec.task = None
             # CANCELLED while the status still says STREAMING: the consumer left, not
             # cancel_stream() (which sets the status itself).
             client_cancelled = final is StreamStatus.CANCELLED and rec.status is _STREAMING
@@ -353,106 +336,14 @@ class StreamManager:
             if aclose is not None:
                 await aclose()
 
-    @staticmethod
-    def _generation_error(sid: str, exc: BaseException) -> StreamGenerationException:
-        return StreamGenerationException(
-            sid,
-            StreamError(
-                error_code="generation_error",
-                message=str(exc) or type(exc).__name__,
-                details={"exception": type(exc).__name__},
-            ),
-        )
-
-    def _start(self, rec: _Stream) -> None:
-        ctx = rec.context
-        sid = ctx.stream_id
-        if self.kv_cache_router is not None:
-            tokens = ctx.metadata.get("prompt_token_ids")
-            if isinstance(tokens, list) and tokens:
-                worker, matched, _ = self.kv_cache_router.route_request(
-                    tokens, estimated_output_tokens=ctx.max_tokens or 0
-                )
-                self.kv_cache_router.start_request(worker)
-                rec.kv = (worker, tokens)
-                if ctx.cached_tokens == 0:
-                    ctx.cached_tokens = matched
-                if self.kv_cache_metrics is not None:
-                    self.kv_cache_metrics.record_cache_lookup(ctx.endpoint, len(tokens), matched)
-        if ctx.enable_latency_simulation and self.latency_manager is not None:
-            self.latency_manager.stream_started(ctx.model)
-        if self.enable_metrics:
-            if self.metrics_tracker is not None:
-                self.metrics_tracker.track_request(ctx.endpoint)
-                self.metrics_tracker.start_stream(sid, ctx.endpoint)
-            if self.streaming_metrics_tracker is not None:
-                self.streaming_metrics_tracker.start_stream(
-                    sid,
-                    ctx.model,
-                    prompt_tokens=ctx.prompt_tokens,
-                    temperature=ctx.temperature,
-                    max_tokens=ctx.max_tokens,
-                )
-        logger.debug("stream %s started (%s, %s)", sid, ctx.stream_type.value, ctx.model)
-
-    def _on_chunk(self, rec: _Stream, chunk: StreamChunk) -> None:
-        sid = rec.context.stream_id
-        tracker = self.metrics_tracker
-        if tracker is not None:
-            if rec.metrics.total_chunks == 1:
-                tracker.track_stream_first_token(sid)
-            if chunk.token_count:
-                tracker.track_stream_token(sid, chunk.token_count)
-        streaming = self.streaming_metrics_tracker
-        if streaming is not None and chunk.token_count:
-            streaming.record_token(sid, chunk_text(chunk.data))
-
     def _finish(
-        self, rec: _Stream, status: StreamStatus, error: str | None, client_cancelled: bool
+        self, rec: StreamRecord, status: StreamStatus, error: str | None, client_cancelled: bool
     ) -> None:
-        ctx = rec.context
-        sid = ctx.stream_id
         rec.status = status
         rec.metrics.finish()
-        self._active.discard(sid)
+        self._active.discard(rec.context.stream_id)
         self._remember(rec, time.monotonic() + self.retention_seconds)
-        if rec.kv is not None and self.kv_cache_router is not None:
-            worker, tokens = rec.kv
-            self.kv_cache_router.complete_request(worker, tokens, rec.metrics.total_tokens)
-        if ctx.enable_latency_simulation and self.latency_manager is not None:
-            self.latency_manager.stream_finished(ctx.model)
-        if self.enable_metrics:
-            self._report(rec, status, error, client_cancelled)
-        if error is None:
-            logger.debug(
-                "stream %s %s after %d chunks", sid, status.value, rec.metrics.total_chunks
-            )
-        else:
-            logger.info("stream %s %s: %s", sid, status.value, error)
-
-    def _report(
-        self, rec: _Stream, status: StreamStatus, error: str | None, client_cancelled: bool
-    ) -> None:
-        ctx = rec.context
-        sid, endpoint = ctx.stream_id, ctx.endpoint
-        ok = status in (StreamStatus.COMPLETED, StreamStatus.CANCELLED)
-        tracker = self.metrics_tracker
-        if tracker is not None:
-            if ok:
-                tokens = rec.metrics.total_tokens
-                if tokens:
-                    tracker.track_tokens(endpoint, tokens)
-                tracker.complete_stream(sid, endpoint)
-                tracker.track_response(endpoint, rec.metrics.total_duration_ms() / 1000.0)
-            else:
-                tracker.fail_stream(sid, endpoint, error or status.value)
-        streaming = self.streaming_metrics_tracker
-        if streaming is not None:
-            if ok:
-                reason = rec.finish_reason if status is StreamStatus.COMPLETED else None
-                streaming.complete_stream(sid, reason, client_cancelled=client_cancelled)
-            else:
-                streaming.fail_stream(sid, error or status.value)
+        _lifecycle.finished(self, rec, status, error, client_cancelled)
 
     # -- control and queries ---------------------------------------------------------------------
 
@@ -474,9 +365,7 @@ class StreamManager:
             self._remember(rec, time.monotonic() + self.retention_seconds)
             return True
         rec.status = StreamStatus.CANCELLED
-        scope = rec.scope
-        if rec.armed and scope is not None and not scope.expired():
-            scope.reschedule(asyncio.get_running_loop().time())
+        interrupt(rec)  # only if it awaits the generator; else its next step raises
         return True
 
     def get_stream_status(self, stream_id: str) -> StreamStatus | None:
@@ -504,7 +393,7 @@ class StreamManager:
 
     # -- retention -------------------------------------------------------------------------------
 
-    def _remember(self, rec: _Stream, expires_at: float) -> None:
+    def _remember(self, rec: StreamRecord, expires_at: float) -> None:
         rec.expires_at = expires_at
         self._expiry.append((expires_at, rec.context.stream_id))
 
