@@ -210,18 +210,13 @@ class _EdgeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def make_server(settings: Settings, *, fd: int | None = None) -> uvicorn.Server:
-    """A uvicorn server for the edge (uvloop and httptools when installed, no access log).
-
-    ``fd`` is a listening socket inherited from ``fakeai-streams up`` (several edge processes
-    share one port); otherwise it binds ``settings.host:settings.port``.
-    """
+def make_server(settings: Settings) -> uvicorn.Server:
+    """A uvicorn server for the edge (uvloop and httptools when installed, no access log)."""
     app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        fd=fd,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         access_log=False,
@@ -234,12 +229,27 @@ def make_server(settings: Settings, *, fd: int | None = None) -> uvicorn.Server:
 
 
 def serve(settings: Settings, *, fd: int | None = None) -> None:
-    """Serve the edge until SIGINT/SIGTERM (see :func:`make_server`)."""
+    """Serve the edge until SIGINT/SIGTERM (see :func:`make_server`).
+
+    ``fd`` is a listening socket inherited from ``fakeai-streams up`` (several edge processes
+    share one port); otherwise the edge binds ``settings.host:settings.port``.
+    """
     from sse_starlette.sse import AppStatus
 
     # Our shutdown ends streams with an error event; sse-starlette's would cancel them silently.
     AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
-    make_server(settings, fd=fd).run()
+    server = make_server(settings)
+    server.run(sockets=None if fd is None else [inherited_socket(fd)])
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket behind an inherited descriptor, with its real address family.
+
+    Not uvicorn's ``fd=``: it wraps the descriptor as AF_UNIX, so accepted TCP connections never
+    get TCP_NODELAY and each small SSE write waits for the client's delayed ACK (~40 ms on
+    Linux). ``socket.socket(fileno=)`` reads the family from the descriptor.
+    """
+    return socket.socket(fileno=fd)
 
 
 run = serve
