@@ -124,3 +124,27 @@ async def test_redis_down_past_the_deadline_ends_subscribers(r: aredis.Redis) ->
         assert info.value.code == "redis_unavailable"
     finally:
         await hub.close()
+
+
+async def test_live_reader_yields_an_empty_batch_as_heartbeat_then_the_entries(
+    hub: Hub, r: aredis.Redis, logw: LogWriter
+) -> None:
+    """The SSE heartbeat runs in the response's own task: an idle live reader must signal
+    it (an empty batch) and then go on with the stream, not end or skip entries."""
+    sid = await logw.create()
+    key = logw.keys.chunks(sid)
+    first = await logw.chunks(sid, ["a"])
+    sub = hub.subscribe(key, first[-1], limit=64)
+    seq = int(first[-1].split("-")[1])
+    entries = read_live(
+        r, hub, sub, key=key, created_ms=logw.created[sid], after_seq=seq, heartbeat_s=0.02
+    )
+    try:
+        assert await anext(entries) == []
+        more = await logw.chunks(sid, ["b"])
+        batch = await anext(entries)
+        while not batch:  # more heartbeats may come before the hub delivers "b"
+            batch = await anext(entries)
+        assert [e.id.decode() for e in batch] == more
+    finally:
+        await entries.aclose()

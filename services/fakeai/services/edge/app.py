@@ -234,10 +234,6 @@ def serve(settings: Settings, *, fd: int | None = None) -> None:
     ``fd`` is a listening socket inherited from ``fakeai-streams up`` (several edge processes
     share one port); otherwise the edge binds ``settings.host:settings.port``.
     """
-    from sse_starlette.sse import AppStatus
-
-    # Our shutdown ends streams with an error event; sse-starlette's would cancel them silently.
-    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
     server = make_server(settings)
     server.run(sockets=None if fd is None else [inherited_socket(fd)])
 

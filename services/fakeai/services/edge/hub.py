@@ -90,8 +90,12 @@ class Subscription:
             self._failure = failure
         self._wake()
 
-    async def get(self) -> list[Entry]:
+    async def get(self, timeout: float | None = None) -> list[Entry]:
         """The entries queued so far (waits for at least one).
+
+        With ``timeout``, an empty list when nothing arrived within it: the SSE heartbeat is
+        sent from the response's own task on that signal (see :mod:`.responses`). The timer is
+        a bare ``call_later`` that settles the waiter, not a cancelling timeout scope.
 
         Raises:
             StreamInterrupted: the queue overflowed, Redis stayed down, or the edge is closing.
@@ -99,15 +103,26 @@ class Subscription:
         while not self._items:
             if self._failure is not None:
                 raise self._failure
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(timeout, _settle, waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if timer is not None and not self._items and self._failure is None:
+                return []
         if self._failure is not None:
             raise self._failure
         batch, self._items = self._items, []
         return batch
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Hub:

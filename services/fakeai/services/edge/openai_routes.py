@@ -165,7 +165,15 @@ async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIReques
     start = f"{created_ms}-0"
     key = state.keys.chunks(sid)
     sub = state.hub.subscribe(key, start, state.settings.client_buffer)
-    entries = read_live(state.redis, state.hub, sub, key=key, created_ms=created_ms, after_seq=0)
+    entries = read_live(
+        state.redis,
+        state.hub,
+        sub,
+        key=key,
+        created_ms=created_ms,
+        after_seq=0,
+        heartbeat_s=state.settings.heartbeat_s if req.stream else None,
+    )
     try:
         await _publish(state, gen, kind)
     except BaseException:

@@ -65,8 +65,12 @@ async def read_live(
     key: str,
     created_ms: int,
     after_seq: int,
+    heartbeat_s: float | None = None,
 ) -> AsyncGenerator[list[Entry], None]:
     """Batches of the entries after ``after_seq`` of a stream that may still be running.
+
+    With ``heartbeat_s``, an empty batch each time that long passes without an entry (the
+    response sends its SSE heartbeat then).
 
     Ends after the terminal entry. Entries that are ready together come as one batch, so the
     response writes them with one send. ``sub`` is the caller's subscription to ``key``
@@ -86,7 +90,11 @@ async def read_live(
                 if ended:
                     return
         while True:
-            batch, last, ended = _after(await sub.get(), last)
+            got = await sub.get(heartbeat_s)
+            if not got:
+                yield []  # heartbeat_s passed without an entry
+                continue
+            batch, last, ended = _after(got, last)
             if batch:
                 yield batch
             if ended:
@@ -104,12 +112,14 @@ async def read_finished(
     pace: float | None,
     base_t_us: int | None,
     closing: asyncio.Event,
+    heartbeat_s: float | None = None,
 ) -> AsyncGenerator[list[Entry], None]:
     """Batches of the entries after ``after_seq`` of a finished stream, optionally paced.
 
     Unpaced, a batch is an XRANGE page; paced, one entry at its deadline. ``base_t_us`` is
     the time the recording's offsets count from (the stream's ``accepted_at``, so TTFT is
-    replayed too); None starts from the first entry yielded.
+    replayed too); None starts from the first entry yielded. With ``heartbeat_s``, a paced
+    wait longer than that yields an empty batch every ``heartbeat_s`` (the SSE heartbeat).
     """
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -117,7 +127,8 @@ async def read_finished(
     async for page in iter_range(redis, key, after_seq, created_ms):
         if pace is None:
             batch, _, ended = _after(page, after_seq)
-            yield batch
+            if batch:  # an empty batch means "heartbeat" to the response
+                yield batch
             if ended:
                 return
             continue
@@ -125,11 +136,17 @@ async def read_finished(
             if base is None:
                 base = e.t_us
             deadline = t0 + max(0, e.t_us - base) / 1e6 / pace
-            if deadline > loop.time():
-                # Wait for the deadline, or for shutdown, whichever comes first.
+            while deadline > loop.time() and not closing.is_set():
+                # Wait for the deadline, or for shutdown, whichever comes first; a heartbeat
+                # in between if the wait is longer than heartbeat_s.
+                until = deadline
+                if heartbeat_s is not None:
+                    until = min(deadline, loop.time() + heartbeat_s)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(until):
                         await closing.wait()
+                if until < deadline and not closing.is_set():
+                    yield []
             if closing.is_set():
                 raise StreamInterrupted(
                     "edge_shutdown",

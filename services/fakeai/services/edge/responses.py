@@ -1,29 +1,41 @@
 """Streaming HTTP responses: one log iterator, one format, the races in between.
 
-SSE goes through sse-starlette's ``EventSourceResponse``, which already runs the race between
-sending, the heartbeat, client disconnect and server shutdown (sysid/sse-starlette
-``sse_starlette/sse.py``). We hand it bytes, which it passes through untouched
-(``ensure_bytes``). Divergences from its defaults, on purpose:
+A streaming response is a race between sending, the heartbeat, client disconnect, a peer that
+stopped reading, and server shutdown. sse-starlette's ``EventSourceResponse`` runs it with an
+anyio task group per response (the body, a ping task, a disconnect listener, a shutdown
+watcher; sysid/sse-starlette ``sse_starlette/sse.py``). Profiled under load (50 clients of
+5-token streams), that setup and teardown (``TaskGroup.start_soon``, ``CancelScope``,
+``cancel_on_finish``) was ~18% of the edge's CPU, the largest per-request cost, so the edge
+writes its own :class:`EventStream` that runs the body in the request's own task:
 
-- ``Cache-Control: no-cache`` (its default is ``no-store``); it adds ``Connection: keep-alive``
-  and ``X-Accel-Buffering: no`` itself.
-- Line separator ``\\n`` and a plain ``: ping`` comment as the heartbeat (its default carries a
-  timestamp and ``\\r\\n``), so every frame of a stream uses one separator.
-- ``serve()`` turns off its automatic drain on SIGTERM (which cancels every stream at once, a
-  silent close): the edge's own shutdown ends each live stream with a resumable error event.
-- While heartbeats run, data writes go out without their own ``send_timeout`` scope
-  (:class:`_EventStream`): an anyio ``move_on_after`` per write (scope, timer, backend lookup)
-  was the largest single cost of a delivered event in profiles. A peer that stops reading
-  still ends the response: the next heartbeat's write keeps its ``send_timeout`` and fails on
-  the same stalled socket, so a stall is detected within ``heartbeat + send_timeout`` instead
-  of ``send_timeout`` (``send_timeout`` >= 4 heartbeats, so at most 25% later).
+- Heartbeat: the log iterators take ``heartbeat_s`` and yield an empty batch when that long
+  passes without an entry (:meth:`.hub.Subscription.get` settles its waiter from a timer);
+  the body writes ``: ping`` then. Divergence from sse-starlette: a ping goes out after
+  ``heartbeat_s`` of *silence*, not on a fixed clock regardless of data (a stream that is
+  sending needs no keep-alive comment).
+- Client disconnect: one small task per response waits on ``receive()`` for
+  ``http.disconnect`` (uvicorn drops writes to a closed connection silently, so a failed
+  ``send`` alone would miss it) and cancels the response's task; a ``send`` that raises
+  ``OSError`` (servers that report it that way) ends it too. Either way the body's iterator
+  is closed (its hub subscription released) and the disconnect is counted.
+- A peer that stops reading (no FIN, full window): uvicorn's ``send`` then waits for the
+  socket to drain. One timer per response checks every ``send_timeout`` whether a write has
+  been pending that long and, if so, ends the response like a disconnect; a write costs two
+  attribute stores instead of a timeout scope.
+- Shutdown: unchanged and not the response's business: ``EdgeState.begin_shutdown`` fails
+  every hub subscription (and paced replays watch ``closing``), so each stream ends with a
+  resumable ``edge_shutdown`` error event. sse-starlette's own SIGTERM drain (a silent
+  cancel) no longer exists to be turned off.
+- Headers as before: ``Cache-Control: no-cache``, ``Connection: keep-alive``,
+  ``X-Accel-Buffering: no``, ``X-Stream-Id``; lines end in ``\\n``; the heartbeat is a plain
+  ``: ping`` comment.
 
 Per delivered event the work is one bytes object per write: SSE events are pre-built once per
 log entry (:attr:`Entry.sse`, shared by every client of the stream), a batch of one entry is
 written as that object itself, and ``pipeline_lag`` is sampled once per write (below).
 
-JSON Lines and text use Starlette's ``StreamingResponse`` and carry no heartbeat (a blank line
-or comment would corrupt those formats for naive readers).
+JSON Lines and text use the same response without a heartbeat (a blank line or comment would
+corrupt those formats for naive readers).
 
 After the 200 has gone out, a failure is written as an error event (:meth:`Formatter.interrupted`)
 and never as a bare close. A client disconnect is not a cancel: the stream goes on in Redis, and
@@ -32,14 +44,15 @@ the disconnect is counted (``client_disconnects``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Mapping
 
 from redis.exceptions import RedisError
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Message, Send
+from starlette.types import Receive, Scope, Send
 
 from fakeai.services.edge.formats import Formatter
 from fakeai.services.edge.log import Entry, StreamInterrupted
@@ -47,27 +60,94 @@ from fakeai.services.edge.state import EdgeState
 from fakeai.timeseries.names import CLIENT_DISCONNECTS, EDGE_TTFT, PIPELINE_LAG
 from fakeai.wire import KIND_CHUNK, KIND_RESPONSE, ErrorBody
 
-__all__ = ["stream_response"]
+__all__ = ["EventStream", "stream_response"]
 
 logger = logging.getLogger(__name__)
 
 _DATA_KINDS = (KIND_CHUNK, KIND_RESPONSE)
+_PING = b": ping\n\n"
 
 
-class _EventStream(EventSourceResponse):
-    """``EventSourceResponse`` whose data writes skip the per-write timeout scope while
-    heartbeats run (the heartbeat's timed write bounds a stalled peer; module docstring)."""
+class EventStream(StreamingResponse):
+    """A streaming response whose body runs in the request's own task (module docstring).
 
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        # Heartbeats hold the send lock while they write; data writes never take it.
-        if self.ping_interval > 0 and not self._send_lock.locked():
-            await send(message)
+    ``content`` yields the bytes to write; it is closed when the response ends for any
+    reason. The response ends early, without error, when the client disconnects or a write
+    stays pending for ``send_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        content: AsyncGenerator[bytes, None],
+        *,
+        headers: Mapping[str, str],
+        media_type: str,
+        send_timeout: float,
+    ) -> None:
+        super().__init__(content, headers=headers, media_type=media_type)
+        self._content = content
+        self._send_timeout = send_timeout
+        self._aborted = False
+        self._sending_since: float | None = None
+        self._stall: asyncio.TimerHandle | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = loop.create_task(self._watch_disconnect(receive, task))
+        self._stall = loop.call_later(self._send_timeout, self._check_stall, task)
+        try:
+            self._sending_since = loop.time()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            self._sending_since = None
+            async for chunk in self._content:
+                self._sending_since = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self._sending_since = None
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self._aborted:
+                raise  # the server's cancel, not ours
+            task.uncancel()
+        except OSError:
+            pass  # the client went away (a server that reports it from send)
+        finally:
+            watcher.cancel()
+            if self._stall is not None:
+                self._stall.cancel()
+            # Runs the body's cleanup: hub subscription released, disconnect counted.
+            await self._content.aclose()
+
+    def _abort(self, task: asyncio.Task[None]) -> None:
+        if not self._aborted:
+            self._aborted = True
+            task.cancel()
+
+    async def _watch_disconnect(self, receive: Receive, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(Exception):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._abort(task)
+
+    def _check_stall(self, task: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        since = self._sending_since
+        if since is not None and loop.time() - since >= self._send_timeout:
+            logger.debug(
+                "client stopped reading for %.0f s; ending the response", loop.time() - since
+            )
+            self._abort(task)
             return
-        await super()._send_with_timeout(send, message)
-
-
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping", sep="\n")
+        # Check again when the pending write (if any) would reach the limit.
+        base = loop.time() if since is None else since
+        self._stall = loop.call_at(base + self._send_timeout, self._check_stall, task)
 
 
 def stream_response(
@@ -83,6 +163,8 @@ def stream_response(
 ) -> Response:
     """A streaming response of ``entries`` (batches, as the readers yield them) in ``fmt``.
 
+    An empty batch is the heartbeat (the readers' ``heartbeat_s``): SSE writes ``: ping``.
+
     Args:
         prime: SSE only: send a priming event with this position first.
         disconnect_after: end the response (no end marker) after this many events.
@@ -94,7 +176,7 @@ def stream_response(
     recorder = state.recorder
     entry = fmt.entry
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         state.response_started()
         first = True
         sent = 0
@@ -106,6 +188,10 @@ def stream_response(
                 first = False
             try:
                 async for batch in entries:
+                    if not batch:  # heartbeat_s passed without an entry
+                        if fmt.format == "sse":
+                            yield _PING
+                        continue
                     if disconnect_after is not None:
                         batch = batch[: disconnect_after - sent]
                     # Entries that are ready together go out in one write; a lone entry's
@@ -164,14 +250,11 @@ def stream_response(
         "X-Accel-Buffering": "no",
     }
     if fmt.format == "sse":
-        return _EventStream(
-            body(),
-            headers=headers,
-            media_type=fmt.media_type,
-            ping=state.settings.heartbeat_s,
-            sep="\n",
-            ping_message_factory=_ping,
-            # A peer that stopped reading (no FIN, full window) must not hold the stream forever.
-            send_timeout=max(30.0, 4 * state.settings.heartbeat_s),
-        )
-    return StreamingResponse(body(), headers=headers, media_type=fmt.media_type)
+        headers["Connection"] = "keep-alive"
+    return EventStream(
+        body(),
+        headers=headers,
+        media_type=fmt.media_type,
+        # A peer that stopped reading (no FIN, full window) must not hold the stream forever.
+        send_timeout=max(30.0, 4 * state.settings.heartbeat_s),
+    )

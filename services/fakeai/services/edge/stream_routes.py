@@ -115,6 +115,7 @@ async def get_stream(request: Request) -> Response:
 
     meta = StreamMeta.from_hash(meta_raw)
     key = state.keys.chunks(sid)
+    heartbeat = state.settings.heartbeat_s if fmt == "sse" else None
     if finished:
         base = int(meta.accepted_at * 1e6) if meta.accepted_at and pos.seq == 0 else None
         entries = read_finished(
@@ -125,12 +126,19 @@ async def get_stream(request: Request) -> Response:
             pace=pace,
             base_t_us=base,
             closing=state.closing,
+            heartbeat_s=heartbeat,
         )
     else:
         start = last.id.decode() if last is not None else f"{created_ms}-0"
         sub = state.hub.subscribe(key, start, state.settings.client_buffer)
         entries = read_live(
-            state.redis, state.hub, sub, key=key, created_ms=created_ms, after_seq=pos.seq
+            state.redis,
+            state.hub,
+            sub,
+            key=key,
+            created_ms=created_ms,
+            after_seq=pos.seq,
+            heartbeat_s=heartbeat,
         )
     return stream_response(
         state,
