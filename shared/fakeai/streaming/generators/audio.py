@@ -12,23 +12,19 @@ concatenation is the whole ``message.audio.data``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
-from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
 from fakeai.streaming.generators._common import (
-    ChoicePlan,
     Delta,
     Unit,
-    emit_steps,
-    group_units,
-    make_pacer,
-    stream_usage,
-    to_dict,
 )
-from fakeai.streaming.generators.chat import chat_header, merge_chat_deltas, message_units
-from fakeai.timing import LatencyModel
+from fakeai.streaming.generators.chat import (
+    ChatStreamingGenerator,
+    merge_chat_deltas,
+    message_units,
+)
 
 __all__ = ["AudioStreamingGenerator", "audio_slices"]
 
@@ -97,47 +93,16 @@ def audio_units(message: Mapping[str, Any]) -> list[Unit]:
     return units
 
 
-def _choice(index: int, delta: Delta) -> dict[str, Any]:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+class AudioStreamingGenerator(ChatStreamingGenerator):
+    """Streams chat audio answers (``message.audio``), one transcript piece per step.
 
+    The chat generator with other units: each step is a transcript piece and its audio slice.
+    """
 
-class AudioStreamingGenerator(StreamingGenerator):
-    """Streams chat audio answers (``message.audio``), one transcript piece per step."""
+    @staticmethod
+    def units(message: Mapping[str, Any]) -> list[Unit]:
+        return audio_units(message)
 
-    def __init__(
-        self, latency_manager: LatencyModel | None = None, *, chunk_tokens: int = 1
-    ) -> None:
-        if chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens must be >= 1; got {chunk_tokens}")
-        self.latency_manager = latency_manager
-        self.chunk_tokens = chunk_tokens
-
-    def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
-        plans = []
-        for pos, raw in enumerate(full.get("choices") or ()):
-            choice = to_dict(raw)
-            index = choice.get("index", pos)
-            message = to_dict(choice.get("message") or {})
-            reason = choice.get("finish_reason") or "stop"
-            steps = group_units(audio_units(message), self.chunk_tokens, _merge)
-            finish = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
-            plans.append(ChoicePlan(index, steps, finish, reason))
-        return plans
-
-    async def generate(
-        self, context: StreamContext, full_response: Any
-    ) -> AsyncIterator[StreamChunk]:
-        """Audio delta chunks of ``full_response`` at their token deadlines."""
-        full = to_dict(full_response)
-        choices = self.plan_choices(full)
-        streamed = sum(c.tokens for c in choices)
-        longest = max((c.tokens for c in choices), default=0)
-        pacer = make_pacer(context, self.latency_manager, longest)
-        usage = (
-            stream_usage(full, context.prompt_tokens, streamed) if context.include_usage else None
-        )
-        header = chat_header(full, context)
-        async for chunk in emit_steps(
-            context, pacer, header, choices, _choice, CHUNK_TYPE, self.chunk_tokens, usage
-        ):
-            yield chunk
+    @staticmethod
+    def merge(a: Delta, b: Delta) -> Delta | None:
+        return _merge(a, b)

@@ -132,6 +132,16 @@ class ChatStreamingGenerator(StreamingGenerator):
         self.latency_manager = latency_manager
         self.chunk_tokens = chunk_tokens
 
+    @staticmethod
+    def units(message: Mapping[str, Any]) -> list[Unit]:
+        """A message's token units (content pieces or tool-call fragments)."""
+        return message_units(message)
+
+    @staticmethod
+    def merge(a: Delta, b: Delta) -> Delta | None:
+        """Two deltas as one, when ``chunk_tokens`` groups them (None: keep apart)."""
+        return merge_chat_deltas(a, b)
+
     def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
         """Every choice of ``full`` as steps of deltas plus its finish chunk."""
         plans = []
@@ -140,7 +150,7 @@ class ChatStreamingGenerator(StreamingGenerator):
             index = choice.get("index", pos)
             message = to_dict(choice.get("message") or {})
             reason = choice.get("finish_reason") or "stop"
-            steps = group_units(message_units(message), self.chunk_tokens, merge_chat_deltas)
+            steps = group_units(self.units(message), self.chunk_tokens, self.merge)
             finish = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
             plans.append(ChoicePlan(index, steps, finish, reason))
         return plans
