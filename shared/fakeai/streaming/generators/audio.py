@@ -28,8 +28,6 @@ from fakeai.streaming.generators.chat import (
 
 __all__ = ["AudioStreamingGenerator", "audio_slices"]
 
-CHUNK_TYPE = "chat.completion.chunk"
-
 
 def audio_slices(data_b64: str, pieces: list[str]) -> list[str]:
     """Split base64 audio into one slice per transcript piece, in proportion to each piece's
