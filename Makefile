@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
-run: $(STAMP) ## Start everything (embedded Redis, producer, metrics, edge) on http://$(HOST):$(PORT)
+run: $(STAMP) ## Start everything (embedded Redis, producer, metrics, edge); HOST=, PORT= to move it
 	$(BIN)/fakeai-streams up --host $(HOST) --port $(PORT)
 
 test: $(STAMP) ## Run the test suite against a real Redis it starts itself
@@ -31,11 +31,11 @@ fmt: $(STAMP) ## Format and auto-fix lint
 	$(BIN)/ruff format shared services tests
 	$(BIN)/ruff check --fix shared services tests
 
-lint: $(STAMP)
+lint: $(STAMP) ## Format check and lint (ruff)
 	$(BIN)/ruff format --check shared services tests
 	$(BIN)/ruff check shared services tests
 
-types: $(STAMP)
+types: $(STAMP) ## mypy, strict on fakeai
 	$(BIN)/mypy
 
 check: lint types test ## Format check, lint, types (mypy strict), tests: what CI runs
