@@ -70,13 +70,16 @@ async def _fold_throughput(
     c = MetricsConsumer(r, settings, consumer_name="bench", block_ms=1)
     await c.start()
     entries = streams * (chunks + 1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while c.entries_read < entries:
         await c.step()
     dt = time.perf_counter() - t0
+    # CPU of this process only (Redis runs apart): steadier than wall time on a shared host.
+    cpu = time.process_time() - cpu0
     samples = streams * (chunks - 1 + 4)
     return {"entries": entries, "seconds": dt, "entries_per_s": entries / dt,
-            "samples_per_s": samples / dt, "streams_per_s": streams / dt}  # fmt: skip
+            "samples_per_s": samples / dt, "streams_per_s": streams / dt,
+            "cpu_us_per_entry": cpu / entries * 1e6}  # fmt: skip
 
 
 async def _memory_per_model_hour(r: aredis.Redis, settings: Settings) -> dict[str, float]:
@@ -170,7 +173,8 @@ def main() -> None:
     assert isinstance(lag, dict)
     print(f"fold: {f['entries']:,} entries in {f['seconds']:.2f}s = "
           f"{f['entries_per_s']:,.0f} entries/s, {f['samples_per_s']:,.0f} samples/s, "
-          f"{f['streams_per_s']:,.0f} streams/s")  # fmt: skip
+          f"{f['streams_per_s']:,.0f} streams/s, "
+          f"{f['cpu_us_per_entry']:.1f} µs CPU/entry")  # fmt: skip
     print(f"memory: one model, one hour, {len(LATENCY_METRICS)} metrics: {m['keys']:,} keys, "
           f"{m['mib']:.1f} MiB")  # fmt: skip
     print(f"lag terminal -> queryable: p50 {lag['p50_ms']:.1f} ms, max {lag['max_ms']:.1f} ms "

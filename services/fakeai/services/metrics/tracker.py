@@ -85,8 +85,7 @@ class StreamTracker:
         sid = ev.stream_id
         if sid in self._finished:
             return None
-        pos = parse_entry_id(ev.entry_id)
-        seq = pos.seq if pos is not None else 0
+        seq = _seq(ev.entry_id)
         if ev.kind in _CHUNK_KINDS:
             st = self._running.get(sid)
             if st is None:
@@ -138,6 +137,27 @@ class StreamTracker:
             self._finished[sid] = None
         while len(self._finished) > self._max_finished:
             self._finished.popitem(last=False)
+
+
+def _seq(entry_id: str) -> int:
+    """The sequence number of an entry id, 0 when malformed (as :func:`parse_entry_id`).
+
+    The common well-formed id is split here directly: the regex of ``parse_entry_id`` cost
+    about a tenth of the consumer's CPU per entry. Anything unusual goes through it.
+    """
+    ms, sep, seq = entry_id.partition("-")
+    # ASCII digits only (the ids producers write); any other form goes through the regex.
+    if (
+        sep
+        and 0 < len(seq) <= 20
+        and 0 < len(ms) <= 20
+        and (ms + seq).isascii()
+        and ms.isdigit()
+        and seq.isdigit()
+    ):
+        return int(seq)
+    pos = parse_entry_id(entry_id)
+    return pos.seq if pos is not None else 0
 
 
 def _done_details(ev: FirehoseEvent) -> tuple[str | None, int]:
