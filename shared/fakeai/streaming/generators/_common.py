@@ -17,11 +17,12 @@ from typing import Any
 
 import msgspec
 
-from fakeai.streaming.base import StreamChunk, StreamContext
+from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
 from fakeai.timing import LatencyModel, TimingPlan, sleep_until
 
 __all__ = [
     "ChoicePlan",
+    "ChoiceStreamGenerator",
     "Delta",
     "Pacer",
     "emit_steps",
@@ -225,3 +226,57 @@ async def emit_steps(
             is_first=seq == 0,
             is_last=True,
         )
+
+
+class ChoiceStreamGenerator(StreamingGenerator):
+    """Streams a response's choices step by step: the shared part of chat and completions.
+
+    Subclasses say how a response becomes :class:`ChoicePlan` objects (:meth:`plan_choices`),
+    what every chunk's fixed fields are (:meth:`header`) and how one delta becomes a choice
+    (:meth:`choice`).
+    """
+
+    chunk_type: str = ""
+
+    def __init__(
+        self, latency_manager: LatencyModel | None = None, *, chunk_tokens: int = 1
+    ) -> None:
+        if chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be >= 1; got {chunk_tokens}")
+        self.latency_manager = latency_manager
+        self.chunk_tokens = chunk_tokens
+
+    def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
+        raise NotImplementedError
+
+    def header(self, full: Mapping[str, Any], context: StreamContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def choice(index: int, delta: Delta) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def generate(
+        self, context: StreamContext, full_response: Any
+    ) -> AsyncIterator[StreamChunk]:
+        """Chunks of ``full_response`` at their token deadlines."""
+        full = to_dict(full_response)
+        choices = self.plan_choices(full)
+        streamed = sum(c.tokens for c in choices)
+        pacer = make_pacer(
+            context, self.latency_manager, max((c.tokens for c in choices), default=0)
+        )
+        usage = (
+            stream_usage(full, context.prompt_tokens, streamed) if context.include_usage else None
+        )
+        async for chunk in emit_steps(
+            context,
+            pacer,
+            self.header(full, context),
+            choices,
+            self.choice,
+            self.chunk_type,
+            self.chunk_tokens,
+            usage,
+        ):
+            yield chunk

@@ -17,22 +17,19 @@ Wire shape (OpenAI Chat Completions streaming; checklist in the project's notes,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
-from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
+from fakeai.streaming.base import StreamContext
 from fakeai.streaming.generators._common import (
     ChoicePlan,
+    ChoiceStreamGenerator,
     Delta,
     Unit,
-    emit_steps,
     group_units,
-    make_pacer,
-    stream_usage,
     to_dict,
 )
-from fakeai.timing import LatencyModel
 
 __all__ = ["ChatStreamingGenerator", "chat_header", "merge_chat_deltas"]
 
@@ -117,20 +114,17 @@ def merge_chat_deltas(a: Delta, b: Delta) -> Delta | None:
     return None
 
 
-def _choice(index: int, delta: Delta) -> dict[str, Any]:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
-
-
-class ChatStreamingGenerator(StreamingGenerator):
+class ChatStreamingGenerator(ChoiceStreamGenerator):
     """Streams OpenAI chat completions, one token piece per chunk (``chunk_tokens`` groups)."""
 
-    def __init__(
-        self, latency_manager: LatencyModel | None = None, *, chunk_tokens: int = 1
-    ) -> None:
-        if chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens must be >= 1; got {chunk_tokens}")
-        self.latency_manager = latency_manager
-        self.chunk_tokens = chunk_tokens
+    chunk_type = CHUNK_TYPE
+
+    def header(self, full: Mapping[str, Any], context: StreamContext) -> dict[str, Any]:
+        return chat_header(full, context)
+
+    @staticmethod
+    def choice(index: int, delta: Delta) -> dict[str, Any]:
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
 
     @staticmethod
     def units(message: Mapping[str, Any]) -> list[Unit]:
@@ -154,28 +148,3 @@ class ChatStreamingGenerator(StreamingGenerator):
             finish = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
             plans.append(ChoicePlan(index, steps, finish, reason))
         return plans
-
-    async def generate(
-        self, context: StreamContext, full_response: Any
-    ) -> AsyncIterator[StreamChunk]:
-        """Chunks of ``full_response`` (a ``chat.completion``) at their token deadlines."""
-        full = to_dict(full_response)
-        choices = self.plan_choices(full)
-        streamed = sum(c.tokens for c in choices)
-        pacer = make_pacer(
-            context, self.latency_manager, max((c.tokens for c in choices), default=0)
-        )
-        usage = (
-            stream_usage(full, context.prompt_tokens, streamed) if context.include_usage else None
-        )
-        async for chunk in emit_steps(
-            context,
-            pacer,
-            chat_header(full, context),
-            choices,
-            _choice,
-            CHUNK_TYPE,
-            self.chunk_tokens,
-            usage,
-        ):
-            yield chunk

@@ -8,22 +8,19 @@ final chunk has ``choices: []`` and ``usage``. Choices interleave step by step a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
-from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
+from fakeai.streaming.base import StreamContext
 from fakeai.streaming.generators._common import (
     ChoicePlan,
+    ChoiceStreamGenerator,
     Delta,
     Unit,
-    emit_steps,
     group_units,
-    make_pacer,
-    stream_usage,
     to_dict,
 )
-from fakeai.timing import LatencyModel
 
 __all__ = ["CompletionStreamingGenerator"]
 
@@ -34,20 +31,22 @@ def _merge(a: Delta, b: Delta) -> Delta | None:
     return {"text": a["text"] + b["text"]}
 
 
-def _choice(index: int, delta: Delta) -> dict[str, Any]:
-    return {"text": delta["text"], "index": index, "logprobs": None, "finish_reason": None}
-
-
-class CompletionStreamingGenerator(StreamingGenerator):
+class CompletionStreamingGenerator(ChoiceStreamGenerator):
     """Streams legacy text completions, one token piece per chunk (``chunk_tokens`` groups)."""
 
-    def __init__(
-        self, latency_manager: LatencyModel | None = None, *, chunk_tokens: int = 1
-    ) -> None:
-        if chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens must be >= 1; got {chunk_tokens}")
-        self.latency_manager = latency_manager
-        self.chunk_tokens = chunk_tokens
+    chunk_type = CHUNK_TYPE
+
+    def header(self, full: Mapping[str, Any], context: StreamContext) -> dict[str, Any]:
+        return {
+            "id": full.get("id") or context.stream_id,
+            "object": CHUNK_TYPE,
+            "created": context.created,
+            "model": full.get("model") or context.model,
+        }
+
+    @staticmethod
+    def choice(index: int, delta: Delta) -> dict[str, Any]:
+        return {"text": delta["text"], "index": index, "logprobs": None, "finish_reason": None}
 
     def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
         """Every choice of ``full`` as steps of text pieces plus its finish chunk."""
@@ -65,27 +64,3 @@ class CompletionStreamingGenerator(StreamingGenerator):
                 ChoicePlan(index, group_units(units, self.chunk_tokens, _merge), finish, reason)
             )
         return plans
-
-    async def generate(
-        self, context: StreamContext, full_response: Any
-    ) -> AsyncIterator[StreamChunk]:
-        """Chunks of ``full_response`` (a ``text_completion``) at their token deadlines."""
-        full = to_dict(full_response)
-        choices = self.plan_choices(full)
-        streamed = sum(c.tokens for c in choices)
-        pacer = make_pacer(
-            context, self.latency_manager, max((c.tokens for c in choices), default=0)
-        )
-        usage = (
-            stream_usage(full, context.prompt_tokens, streamed) if context.include_usage else None
-        )
-        header = {
-            "id": full.get("id") or context.stream_id,
-            "object": CHUNK_TYPE,
-            "created": context.created,
-            "model": full.get("model") or context.model,
-        }
-        async for chunk in emit_steps(
-            context, pacer, header, choices, _choice, CHUNK_TYPE, self.chunk_tokens, usage
-        ):
-            yield chunk
