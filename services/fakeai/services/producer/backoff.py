@@ -16,10 +16,24 @@ from dataclasses import dataclass
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RETRYABLE", "Backoff"]
+__all__ = ["RETRYABLE", "Backoff", "raise_if_cancelling"]
 
 RETRYABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 """Errors that mean "Redis is unreachable right now", not "this command is wrong"."""
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library call swallowed.
+
+    A cancel that lands while redis-py (or FastStream) waits under its own timeout can come
+    back as a timeout error or a normal return (``asyncio.timeout`` in Python 3.11), and a
+    ``while True`` loop would then run on forever with the cancel pending: the producer's
+    shutdown hung on exactly that. ``Task.cancelling()`` still counts the request, so every
+    long-running loop checks it once per turn.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 @dataclass(slots=True)
@@ -42,6 +56,7 @@ class Backoff:
         return min(self.cap_s, self.first_s * float(2 ** min(self.failures, 30)))
 
     async def sleep(self) -> None:
+        raise_if_cancelling()
         delay = self.delay_s
         self.failures += 1
         await asyncio.sleep(delay)

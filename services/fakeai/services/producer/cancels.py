@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aredis
 
-from fakeai.services.producer.backoff import RETRYABLE, Backoff
+from fakeai.services.producer.backoff import RETRYABLE, Backoff, raise_if_cancelling
 from fakeai.streams import Keys
 from fakeai.wire import CancelSignal, decode_cancel
 
@@ -57,6 +57,7 @@ class CancelListener:
         backoff = Backoff()
         try:
             while True:
+                raise_if_cancelling()
                 try:
                     if self.last_id is None:
                         self.last_id = await self._resolve_start(client)

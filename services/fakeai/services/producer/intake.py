@@ -45,7 +45,7 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.exceptions import ResponseError
 
-from fakeai.services.producer.backoff import RETRYABLE, Backoff
+from fakeai.services.producer.backoff import RETRYABLE, Backoff, raise_if_cancelling
 from fakeai.streams import PRODUCERS_GROUP, Keys
 
 __all__ = ["RawRequest", "RequestIntake", "ensure_group"]
@@ -103,6 +103,7 @@ class RequestIntake:
         self._reclaim_idle_ms = int(reclaim_idle_s * 1000)
         self.held: set[bytes] = set()
         self._accepting = False
+        self._closing = False
         self._keepalive_task: asyncio.Task[None] | None = None
         # logger=None: no per-message access log, which costs more than the handling itself
         # (project notes, redis-faststream §1.7); the stub does not admit None.
@@ -151,6 +152,7 @@ class RequestIntake:
 
     async def close(self) -> None:
         """Stop everything, including the keep-alive of held requests."""
+        self._closing = True
         if self._accepting:
             await self.stop_intake()
         if self._keepalive_task is not None:
@@ -171,7 +173,7 @@ class RequestIntake:
 
     async def _keepalive(self) -> None:
         backoff = Backoff()
-        while True:
+        while not self._closing:
             try:
                 await self._refresh()
                 if self._accepting:
@@ -189,6 +191,7 @@ class RequestIntake:
                 await ensure_group(self._redis, self._keys)
                 continue
             backoff.reset()
+            raise_if_cancelling()
             await asyncio.sleep(self._heartbeat_s)
 
     async def _refresh(self) -> None:
