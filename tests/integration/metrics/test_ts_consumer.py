@@ -191,8 +191,9 @@ async def test_two_consumers_share_the_work(redis_url: str, keys: Keys, r: aredi
         events += stream_events(f"s-{i}", "m", accepted_us=now_us, chunk_us=chunk_us,
                                 terminal_us=now_us + 40)  # fmt: skip
     stop = asyncio.Event()
-    a = MetricsConsumer(r, settings, consumer_name="a", block_ms=50)
-    b = MetricsConsumer(r, settings, consumer_name="b", block_ms=50)
+    # Small reads, so that neither consumer can take the whole backlog in one call.
+    a = MetricsConsumer(r, settings, consumer_name="a", block_ms=50, read_count=20)
+    b = MetricsConsumer(r, settings, consumer_name="b", block_ms=50, read_count=20)
     tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
     await eventually(lambda: _groups_exist(r, keys))
     await publish(r, keys, PARTS, events)

@@ -74,6 +74,7 @@ class MetricsConsumer:
         consumer_name: str | None = None,
         claim_idle_s: float = 30.0,
         block_ms: int = 500,
+        read_count: int = READ_COUNT,
     ) -> None:
         if not claim_idle_s > 0:
             raise ValueError(f"claim_idle_s must be > 0, got {claim_idle_s!r}")
@@ -83,9 +84,10 @@ class MetricsConsumer:
         self.name = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = max(1, int(claim_idle_s * 1000))
         self.block_ms = block_ms
+        self.read_count = read_count
         self.partitions = self.keys.all_events(settings.firehose_partitions)
         # https://redis.io/docs/latest/commands/xreadgroup/ ; ">" = entries never delivered.
-        self._read_args = ("XREADGROUP", "GROUP", METRICS_GROUP, self.name, "COUNT", READ_COUNT,
+        self._read_args = ("XREADGROUP", "GROUP", METRICS_GROUP, self.name, "COUNT", read_count,
                            "BLOCK", block_ms, "STREAMS", *self.partitions,
                            *(">",) * len(self.partitions))  # fmt: skip
         # Raw XREADGROUP replies through a client sharing ``redis``'s pool: redis-py's reply
@@ -130,7 +132,7 @@ class MetricsConsumer:
             start = "0-0"
             while True:
                 res = await self.redis.xautoclaim(
-                    key, METRICS_GROUP, self.name, self.claim_idle_ms, start, count=READ_COUNT
+                    key, METRICS_GROUP, self.name, self.claim_idle_ms, start, count=self.read_count
                 )
                 start = _s(res[0])
                 entries = res[1]
