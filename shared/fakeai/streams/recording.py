@@ -21,12 +21,12 @@ import msgspec
 import redis.asyncio as aredis
 
 from fakeai.streams.keys import Keys
+from fakeai.streams.log import xrange_pages
 from fakeai.streams.positions import created_ms_of, parse_entry_id
 
 __all__ = ["RecordingError", "export_stream", "import_stream", "iter_log"]
 
 _json = msgspec.json.Encoder()
-_PAGE = 512
 
 
 class RecordingError(ValueError):
@@ -34,18 +34,12 @@ class RecordingError(ValueError):
 
 
 async def iter_log(
-    redis: aredis.Redis, keys: Keys, stream_id: str, after: str = "-"
+    redis: aredis.Redis, keys: Keys, stream_id: str, after: str | None = None
 ) -> AsyncIterator[tuple[str, dict[bytes, bytes]]]:
-    """Every entry of a stream's log after ``after`` (exclusive unless ``-``), in order."""
-    start = after if after == "-" else f"({after}"
-    key = keys.chunks(stream_id)
-    while True:
-        page: Any = await redis.xrange(key, min=start, max="+", count=_PAGE)
+    """Every entry of a stream's log after ``after`` (exclusive; None: from the start)."""
+    async for page in xrange_pages(redis, keys.chunks(stream_id), after):
         for raw_id, fields in page:
             yield raw_id.decode(), fields
-        if len(page) < _PAGE:
-            return
-        start = f"({page[-1][0].decode()}"
 
 
 async def export_stream(redis: aredis.Redis, keys: Keys, stream_id: str) -> list[bytes]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from fakeai.streams.log import PAGE, xrange_pages
 from fakeai.wire import KIND_DONE, KIND_ERROR, ErrorBody
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
     "parse_flat",
 ]
 
-PAGE = 512
-"""Entries per XRANGE page and per hub XREAD: large replies are cheap with hiredis."""
 
 _TERMINAL = (KIND_DONE, KIND_ERROR)
 
@@ -117,18 +116,9 @@ class StreamInterrupted(Exception):
 async def iter_range(
     redis: aredis.Redis, key: str, after_seq: int, created_ms: int
 ) -> AsyncIterator[list[Entry]]:
-    """Pages of the entries after ``<created_ms>-<after_seq>`` (exclusive start), in order.
-
-    The ``(`` exclusive range start needs Redis >= 6.2 (https://redis.io/docs/latest/commands/xrange/).
-    """
-    start = f"({created_ms}-{after_seq}"
-    while True:
-        page: Any = await redis.xrange(key, min=start, max="+", count=PAGE)
-        if page:
-            yield [parse_entry(i, f) for i, f in page]
-        if len(page) < PAGE:
-            return
-        start = "(" + page[-1][0].decode()
+    """Pages of the entries after ``<created_ms>-<after_seq>`` (exclusive start), in order."""
+    async for page in xrange_pages(redis, key, f"{created_ms}-{after_seq}"):
+        yield [parse_entry(i, f) for i, f in page]
 
 
 async def last_entry(redis: aredis.Redis, key: str) -> Entry | None:
