@@ -77,6 +77,11 @@ def test_counts_chunks_tokens_and_requests(bench: Bench, serve: Any) -> None:
     assert res["chunks_per_s"] > 0
     assert res["requests_per_s"] > 0
     assert res["client_cpu_us_per_chunk"] > 0
+    # The load each request met: 4 workers, so between 1 and 4 in flight, 20 requests in all.
+    loads = dict(res["in_flight_at_send"])
+    assert sum(loads.values()) == 20
+    assert set(loads) <= {1, 2, 3, 4}
+    assert loads.get(4, 0) > 0
 
 
 def test_ttft_and_itl_follow_the_servers_fixed_delays(bench: Bench, serve: Any) -> None:
@@ -180,6 +185,19 @@ def test_resume_every_k_reconnects_without_gaps_or_duplicates(bench: Bench, serv
     assert res["chunks"] == 3 * 12
 
 
+def test_resume_delay_keeps_the_client_away_before_each_resume(bench: Bench, serve: Any) -> None:
+    url, state = serve(tokens=10)
+    rc, res = bench(
+        url, "--requests", "1", "--resume-every", "3", "--resume-delay-ms", "150", "--no-verify"
+    )
+    assert rc == 0, res
+    assert res["resume_delay_ms"] == 150
+    assert state.resumes == 4
+    # Four times away for 150 ms; the resume latency itself excludes the time away.
+    assert res["e2e_ms"]["max"] >= 4 * 150
+    assert res["resume"]["latency_ms"]["max"] < 150
+
+
 def test_resume_detects_an_injected_duplicate(bench: Bench, serve: Any) -> None:
     url, _ = serve("resume_dup", tokens=10)
     rc, res = bench(url, "--requests", "2", "--resume-every", "4")
@@ -214,6 +232,7 @@ def test_resume_needs_a_stream_id(bench: Bench, serve: Any) -> None:
         (["--endpoint", "embeddings"], "invalid choice"),
         (["--requests", "1", "--duration", "1"], "not allowed with argument"),
         (["--header", "novalue"], "--header: expected 'Name: value'"),
+        (["--resume-every", "2", "--resume-delay-ms", "nan"], "--resume-delay-ms: must be >= 0"),
     ],
 )
 def test_bad_arguments_name_the_flag(
@@ -230,6 +249,7 @@ def test_bad_arguments_name_the_flag(
     [
         (["--no-latency", "--ttft-ms", "5"], "--no-latency"),
         (["--no-verify"], "--no-verify only applies with --resume-every"),
+        (["--resume-delay-ms", "5"], "--resume-delay-ms only applies with --resume-every"),
         (["--url", "127.0.0.1:8000"], "--url: expected an http:// or https:// URL"),
     ],
 )

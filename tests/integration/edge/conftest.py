@@ -13,6 +13,7 @@ from tests.support.servers import run_asgi
 
 from fakeai.config import Settings
 from fakeai.services.edge import create_app
+from fakeai.services.edge.protocol import StampingHttpToolsProtocol
 from fakeai.streams import Keys
 
 
@@ -35,12 +36,13 @@ def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
 def start_edge(
     make_settings: Callable[..., Settings],
 ) -> Callable[..., contextlib.AbstractContextManager[Edge]]:
-    """``with start_edge(**settings) as edge:`` an edge under real uvicorn."""
+    """``with start_edge(**settings) as edge:`` an edge under real uvicorn, with the
+    edge's own HTTP protocol (as ``make_server`` sets it up)."""
 
     @contextlib.contextmanager
     def start(**overrides: Any) -> Iterator[Edge]:
         app = create_app(make_settings(**overrides))
-        with run_asgi(app) as url:
+        with run_asgi(app, http=StampingHttpToolsProtocol) as url:
             yield Edge(url, app)
 
     return start

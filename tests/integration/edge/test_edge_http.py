@@ -401,3 +401,34 @@ async def test_info_and_active_list(edge: Edge, logw: LogWriter, r: aredis.Redis
 async def test_unknown_route_is_openai_shaped(edge: Edge) -> None:
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
         _err(await c.get("/v1/nope"), 404)
+
+
+async def test_ttft_counts_from_the_first_bytes_of_the_request(
+    edge: Edge, logw: LogWriter
+) -> None:
+    """The arrival stamp is taken when the request starts to be parsed, not when the app runs.
+
+    The request line goes out, then the rest 0.4 s later: the stored ``accepted_at`` must be
+    the time of the first bytes (an app-level stamp would be >= 0.4 s later).
+    """
+    host, port = edge.url.removeprefix("http://").split(":")
+    body = json.dumps(CHAT).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\n"
+    rest = (
+        f"Host: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        first_bytes = time.time()
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(0.4)  # the stimulus: a slow client, not synchronization
+        writer.write(rest)
+        await writer.drain()
+        req = await logw.take_request()
+        status = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 200"), status
+    assert first_bytes - 0.05 <= req.accepted_at < first_bytes + 0.2, req.accepted_at - first_bytes

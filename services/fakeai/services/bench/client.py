@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def _number(kind: type[int] | type[float], minimum: float, name: str) -> Callabl
             raise argparse.ArgumentTypeError(
                 f"{name}: expected {'an integer' if kind is int else 'a number'}, got {text!r}"
             ) from None
-        if value < minimum:
+        if not math.isfinite(value) or value < minimum:
             raise argparse.ArgumentTypeError(f"{name}: must be >= {minimum:g}, got {text}")
         return value
 
@@ -122,6 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop the connection every K chunks and resume with Last-Event-ID",
     )
     p.add_argument(
+        "--resume-delay-ms",
+        type=_number(float, 0, "--resume-delay-ms"),
+        default=0.0,
+        help="with --resume-every: stay away this long before resuming (a network blip), so "
+        "the resume has missed events to catch up on",
+    )
+    p.add_argument(
         "--no-verify",
         action="store_true",
         help="with --resume-every: skip comparing the text with a replay",
@@ -152,6 +160,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         if ttft is not None or itl is not None:
             raise ValueError("--no-latency means --ttft-ms 0 --itl-ms 0: pass one or the other")
         ttft = itl = 0.0
+    if args.resume_delay_ms and args.resume_every is None:
+        raise ValueError("--resume-delay-ms only applies with --resume-every")
     if args.no_verify and args.resume_every is None:
         raise ValueError("--no-verify only applies with --resume-every")
     if not args.url.startswith(("http://", "https://")):
@@ -173,6 +183,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         timeout_s=args.timeout,
         warmup=args.warmup,
         resume_every=args.resume_every,
+        resume_delay_ms=args.resume_delay_ms,
         verify=not args.no_verify,
         prompt=args.prompt,
         extra_headers=dict(args.header),

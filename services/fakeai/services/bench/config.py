@@ -35,6 +35,8 @@ class BenchConfig:
     timeout_s: float = 60.0
     warmup: int = 0
     resume_every: int | None = None
+    resume_delay_ms: float = 0.0
+    """Time away between a drop and its resume (the resume then has events to catch up on)."""
     verify: bool = True
     prompt: str = DEFAULT_PROMPT
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -102,4 +104,5 @@ class BenchConfig:
             "ttft_override_ms": self.ttft_ms,
             "itl_override_ms": self.itl_ms,
             "resume_every": self.resume_every,
+            "resume_delay_ms": self.resume_delay_ms,
         }

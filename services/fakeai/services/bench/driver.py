@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import json
+import math
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +22,16 @@ from fakeai.services.bench.procs import CpuMeter
 from fakeai.services.bench.runner import run_bench
 from fakeai.services.bench.stack import LocalStack
 
-__all__ = ["QUICK", "Driver", "Scale", "header", "run", "stack_meter"]
+__all__ = [
+    "QUICK",
+    "Driver",
+    "Scale",
+    "cpu_note",
+    "header",
+    "run",
+    "server_latency",
+    "stack_meter",
+]
 
 T = TypeVar("T")
 
@@ -29,6 +43,8 @@ class Scale:
     duration_s: float = 10.0
     s1: tuple[int, ...] = (1, 10, 100, 1000)
     s2: tuple[int, ...] = (10, 100, 300, 1000)
+    s2_requests: int = 200
+    """Requests per S2 level at least (TTFT percentiles need samples)."""
     s3: int = 100
     s4: tuple[int, ...] = (100, 1000)
     s5: int = 1000
@@ -36,7 +52,14 @@ class Scale:
 
 
 QUICK = Scale(
-    duration_s=3.0, s1=(1, 10, 100), s2=(10, 100), s3=20, s4=(20, 100), s5=200, s6=(1, 10)
+    duration_s=3.0,
+    s1=(1, 10, 100),
+    s2=(10, 100),
+    s2_requests=60,
+    s3=20,
+    s4=(20, 100),
+    s5=200,
+    s6=(1, 10),
 )
 
 
@@ -51,6 +74,29 @@ def run(coro: Awaitable[T]) -> T:
         return runner.run(wrap())
 
 
+def server_latency(url: str, model: str, *, window_s: float) -> dict[str, Any]:
+    """The server's own latency summaries for ``model`` over the last ``window_s`` seconds.
+
+    ``GET /v1/metrics/latency``; waits up to 5 s for the metrics consumer to fold the last
+    streams (the count stops growing). Empty when the endpoint does not answer.
+    """
+    query = urllib.parse.urlencode({"model": model, "window": f"{math.ceil(window_s)}"})
+    deadline, last, count = time.monotonic() + 5.0, {}, -1
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/v1/metrics/latency?{query}", timeout=5) as resp:
+                body = json.load(resp)
+        except (OSError, ValueError):
+            return {}
+        last = body.get("models", {}).get(model, {})
+        now = (last.get("e2e") or {}).get("count") or 0
+        if now == count:
+            break
+        count = now
+        time.sleep(0.5)
+    return dict(last)
+
+
 def stack_meter(stack: LocalStack) -> CpuMeter:
     """CPU of every process ``up`` started, Redis's from ``INFO cpu``."""
     return CpuMeter({c.pid: c.role for c in stack.children}, stack.redis_url)
@@ -62,6 +108,8 @@ class Driver:
     def __init__(self, scale: Scale, work: Path, model: str, peer_venv: Path) -> None:
         self.scale, self.work, self.model, self.peer_venv = scale, work, model, peer_venv
         self.lines: list[str] = []
+        self.s1_rows: list[list[Any]] = []
+        """S1's rows, kept for S6's side-by-side ratios."""
 
     def stack(self, name: str) -> LocalStack:
         return LocalStack(free_port(), self.work / name).start()
@@ -71,7 +119,10 @@ class Driver:
         base.update(kw)
         return BenchConfig(url=url, concurrency=concurrency, model=self.model, **base)
 
-    def throughput_rows(self, url: str, meter: CpuMeter, levels: tuple[int, ...]) -> list[Any]:
+    def throughput_rows(
+        self, url: str, meter: CpuMeter, levels: tuple[int, ...], notes: list[str] | None = None
+    ) -> list[Any]:
+        """One row per level; with ``notes``, a sentence per level on where the CPU went."""
         rows = []
         for c in levels:
             cfg = self.cfg(url, c, max_tokens=200, ttft_ms=0.0, itl_ms=0.0, timeout_s=120.0)
@@ -80,6 +131,8 @@ class Driver:
             total = sum(cpu.values())
             per = 1e6 * total / res["chunks"] if res["chunks"] else None
             split = ", ".join(f"{k} {v / res['wall_s']:.2f}" for k, v in sorted(cpu.items()))
+            if notes is not None and res["chunks"]:
+                notes.append(cpu_note(c, cpu, res))
             rows.append(
                 [
                     c,
@@ -106,6 +159,29 @@ class Driver:
         "cores used by role",
         "client µs/chunk",
     ]
+
+
+def cpu_note(level: int, cpu: dict[str, float], res: dict[str, Any]) -> str:
+    """Where one run's CPU went: µs per delivered chunk by role, and the cores in use."""
+    per_role = sorted(cpu.items(), key=lambda kv: -kv[1])
+    parts = ", ".join(f"{role} {1e6 * s / res['chunks']:.1f}" for role, s in per_role)
+    server = sum(cpu.values()) / res["wall_s"]
+    client = res.get("client_cpu_util") or 0.0
+    nproc = procs.machine()["nproc"]
+    busiest, busiest_s = per_role[0]
+    if server + client >= 0.9 * nproc:
+        verdict = "the cores are full: CPU bounds the rate"
+    elif busiest_s / res["wall_s"] >= 0.9:
+        verdict = f"the {busiest} process has a core to itself and bounds the rate"
+    else:
+        verdict = (
+            "cores are left over: the hops of each chunk (producer batch, Redis, the edge's "
+            "read and write) bound the rate, not the CPU"
+        )
+    return (
+        f"At {level} stream{'' if level == 1 else 's'}: µs per chunk by role: {parts}; cores "
+        f"in use: server {server:.2f} + client {client:.2f} of {nproc}: {verdict}."
+    )
 
 
 def header(command: str) -> list[str]:

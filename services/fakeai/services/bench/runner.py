@@ -6,7 +6,9 @@ whole request (resumes and the check replay included) runs under ``asyncio.timeo
 
 With ``resume_every`` = K the worker reads ``X-Stream-Id``, closes the connection after K
 chunks, and reconnects with ``GET /v1/streams/{id}`` + ``Last-Event-ID`` (the id of the last
-event it really handled, not of bytes it read past), again every K chunks, until ``[DONE]``.
+event it really handled, not of bytes it read past), again every K chunks, until ``[DONE]``;
+with ``resume_delay_ms`` it stays away that long first, so the resume has events to catch up on
+(resume latency then measures the server's resume, not the wait for the next token).
 Ids are checked across connections (:class:`~fakeai.services.bench.stats.IdCheck`), and with
 ``verify`` the concatenated text is compared with a fast replay of the whole stream.
 
@@ -156,6 +158,8 @@ async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> 
         if st.last_id is None or sid is None:
             o.fail("resume_unsupported", "the events carry no id: to resume from")
             return
+        if cfg.resume_delay_ms:
+            await asyncio.sleep(cfg.resume_delay_ms / 1000.0)  # the simulated time away
         reconnect_at = time.perf_counter()
         h = {**headers, "Last-Event-ID": st.last_id.decode()}
         async with session.get(cfg.stream_url(sid), headers=h) as resp:
@@ -238,6 +242,7 @@ async def run_bench(
         t0 = time.perf_counter()
         deadline = t0 + cfg.duration_s if cfg.duration_s is not None else None
         cpu0 = _cpu_s()
+        in_flight = [0]
 
         async def worker() -> None:
             while not stop.is_set():
@@ -247,7 +252,13 @@ async def run_bench(
                     remaining[0] -= 1
                 elif deadline is not None and time.perf_counter() >= deadline:
                     return
-                o = await _request(session, cfg)
+                in_flight[0] += 1
+                load = in_flight[0]
+                try:
+                    o = await _request(session, cfg)
+                finally:
+                    in_flight[0] -= 1
+                o.in_flight = load
                 totals.add(o)
                 if o.error == "resume_unsupported":
                     stop.set()  # the server cannot resume: more requests cannot either

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import functools
 import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -31,7 +32,15 @@ from typing import Any, TypeVar
 from fakeai.embedded_redis import free_port
 from fakeai.latency_profiles import LatencyProfileManager
 from fakeai.services.bench import procs
-from fakeai.services.bench.driver import QUICK, Driver, Scale, header, run, stack_meter
+from fakeai.services.bench.driver import (
+    QUICK,
+    Driver,
+    Scale,
+    header,
+    run,
+    server_latency,
+    stack_meter,
+)
 from fakeai.services.bench.probes import fan_out, hold_open
 from fakeai.services.bench.procs import CpuMeter
 from fakeai.services.bench.report import md_table
@@ -48,20 +57,32 @@ SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
 class Scenarios(Driver):
     def s1(self) -> None:
         stack = self.stack("s1")
+        notes: list[str] = []
         try:
-            rows = self.throughput_rows(stack.url, stack_meter(stack), self.scale.s1)
+            rows = self.throughput_rows(stack.url, stack_meter(stack), self.scale.s1, notes)
         finally:
             stack.stop()
+        self.s1_rows = rows
         self.lines += [
             "## S1 throughput (latency off)",
             "",
             f"Closed loop, {self.scale.duration_s:g} s per row, 200-token streams, "
             "`X-FakeAI-TTFT-Ms: 0`, `X-FakeAI-ITL-Ms: 0`, unique prompts. Server CPU = every "
             "stack process (`/proc/<pid>/stat`) plus Redis (`INFO cpu`), divided by the chunks "
-            "delivered to successful requests. Upstream FakeAI 0.3.2 spends 89-97 µs per chunk "
-            "on one core (`notes/perf-anchors.md` §1b).",
+            "delivered to successful requests. S6 runs the same load against the upstream "
+            "`fakeai` package.",
             "",
             *md_table(self.THROUGHPUT_HEAD, rows),
+            "What limits it. Every process of the stack, Redis and the load generator share "
+            "this machine's cores. Per chunk, the producer generates, encodes and appends it "
+            "(pipelined XADDs to the stream's log and, batched, to the firehose), Redis runs those "
+            "commands and the edge's blocking reads, the edge writes the chunk's bytes to the "
+            "client's socket, and the metrics consumer folds its timing. Each process is one "
+            "thread, so the rate is bounded by the cores when they are full, else by the "
+            "busiest process or by the hops a chunk takes from producer to socket:",
+            "",
+            *[f"- {n}" for n in notes],
+            "",
         ]
 
     def s2(self) -> None:
@@ -69,26 +90,19 @@ class Scenarios(Driver):
         profile = manager.get_profile(self.model)
         stack = self.stack("s2")
         producers = max(1, len(stack.pids("producer")))
+        meter = stack_meter(stack)
         rows, first_off = [], None
         try:
             for c in self.scale.s2:
+                n = max(self.scale.s2_requests, 3 * c)
                 cfg = self.cfg(
-                    stack.url, c, requests=2 * c, duration_s=None, max_tokens=100, timeout_s=300.0
+                    stack.url, c, requests=n, duration_s=None, max_tokens=100, timeout_s=300.0
                 )
-                res = run(run_bench(cfg))
-                plans = [
-                    manager.plan(
-                        self.model,
-                        output_tokens=100,
-                        prompt_tokens=12,
-                        current_load=max(1, c // producers),
-                    )
-                    for _ in range(300)
-                ]
-                exp_ttft = sorted(p.ttft_s * 1000 for p in plans)
-                exp_itl = sorted(g * 1000 for p in plans for g in p.itl_s)
+                res, cpu = meter.measure(functools.partial(run, run_bench(cfg)))
+                exp_ttft, exp_itl = self._expected(manager, res["in_flight_at_send"], producers)
+                server = server_latency(stack.url, self.model, window_s=res["wall_s"] + 2)
                 ok = True
-                row: list[Any] = [c, res["errors"]]
+                row: list[Any] = [c, n, res["errors"]]
                 for obs, exp in ((res["ttft_ms"], exp_ttft), (res["itl_ms"], exp_itl)):
                     e50 = statistics.median(exp)
                     e99 = exp[int(0.99 * (len(exp) - 1))]
@@ -98,6 +112,12 @@ class Scenarios(Driver):
                         f"{obs['p50']:.1f} / {e50:.1f} ({d50:+.1%})",
                         f"{obs['p99']:.1f} / {e99:.1f} ({d99:+.1%})",
                     ]
+                edge = server.get("edge_ttft") or {}  # seconds
+                row.append(
+                    f"{1000 * (edge.get('p50') or 0):.1f} / {1000 * (edge.get('p99') or 0):.1f}"
+                )
+                server_cores = sum(cpu.values()) / res["wall_s"]
+                row.append(f"{server_cores:.2f} + {res['client_cpu_util'] or 0:.2f}")
                 row.append("yes" if ok else "**no**")
                 if not ok and first_off is None:
                     first_off = c
@@ -114,81 +134,139 @@ class Scenarios(Driver):
             f"## S2 latency fidelity ({self.model} profile)",
             "",
             f"Profile: TTFT {profile.ttft_ms:g}±{profile.ttft_std_ms:g} ms, ITL "
-            f"{profile.itl_ms:g}±{profile.itl_std_ms:g} ms, ITL x{profile.load_itl_factor:g} "
-            f"at {profile.max_concurrency_knee} streams. 100-token streams, 2 per worker. "
-            "Expected = 300 plans from `LatencyProfileManager.plan` at the same load per "
-            "producer; match = median within 5 % and p99 within 10 %, for TTFT and ITL. The "
-            "profile's ITL grows with the streams a producer runs; the expectation assumes all "
-            "N running, while the first round of a closed loop ramps up from 1, so observed ITL "
-            "under load tends to sit below it.",
+            f"{profile.itl_ms:g}±{profile.itl_std_ms:g} ms; ITL grows with the streams a "
+            f"producer runs, x{profile.load_itl_factor:g} at {profile.max_concurrency_knee} "
+            "streams. Closed loop, 100-token streams, at least 3 requests per worker. "
+            f"Expected = {self.PLANS_PER_REQUEST} plans from `LatencyProfileManager.plan` per "
+            "request, each at the load that request met (requests in flight when it was "
+            "sent, per producer); match = median within 5 % and p99 within 10 %, for TTFT "
+            "and ITL. Server edge TTFT = the edge's own arrival-to-first-write time "
+            "(`GET /v1/metrics/latency`): the part of the client's TTFT the server controls.",
             "",
             *md_table(
                 [
                     "streams",
+                    "requests",
                     "errors",
                     "TTFT p50 obs / exp ms",
                     "TTFT p99 obs / exp",
                     "ITL p50 obs / exp",
                     "ITL p99 obs / exp",
+                    "server edge TTFT p50 / p99",
+                    "cores server + client",
                     "match",
                 ],
                 rows,
             ),
             verdict,
             "",
+            "What limits it: the cores. While the server and the client together use less than "
+            "the machine's cores, chunks leave on their planned deadlines (the producer's "
+            "timing error is ~1 ms p99, `python -m fakeai.services.bench.library`) and the "
+            "client sees the profile. Once they are full, chunks fall due faster than the "
+            "pipeline can deliver them: they reach the client late and in bunches (ITL p50 "
+            "falls towards 0 while p99 grows) and new requests queue before their first "
+            "token. The server's edge TTFT shows which side the delay is on: close to the "
+            "profile's TTFT when the queueing happens before the request reaches the server "
+            "(in the client or the kernel), larger when the server itself is late.",
+            "",
         ]
 
+    PLANS_PER_REQUEST = 4
+
+    def _expected(
+        self, manager: LatencyProfileManager, loads: list[list[int]], producers: int
+    ) -> tuple[list[float], list[float]]:
+        """Sorted TTFT and ITL (ms) the profile gives for requests that met these loads."""
+        ttft: list[float] = []
+        itl: list[float] = []
+        for load, count in loads:
+            per_producer = max(1, math.ceil(load / producers))
+            for _ in range(count * self.PLANS_PER_REQUEST):
+                plan = manager.plan(
+                    self.model, output_tokens=100, prompt_tokens=12, current_load=per_producer
+                )
+                ttft.append(plan.ttft_s * 1000)
+                itl.extend(g * 1000 for g in plan.itl_s)
+        return sorted(ttft), sorted(itl)
+
+    S3_DELAY_MS = 50.0
+
     def s3(self) -> None:
-        stack = self.stack("s3")
         n = self.scale.s3
+        loads: list[tuple[str, float | None, float | None]] = [
+            (f"{self.model} profile", None, None),
+            ("TTFT 50 ms, ITL 5 ms (stress)", 50.0, 5.0),
+        ]
+        rows = []
+        stack = self.stack("s3")
+        meter = stack_meter(stack)
         try:
-            cfg = self.cfg(
-                stack.url,
-                n,
-                requests=n,
-                duration_s=None,
-                max_tokens=200,
-                ttft_ms=50.0,
-                itl_ms=5.0,
-                resume_every=20,
-                timeout_s=120.0,
-            )
-            res = run(run_bench(cfg))
-        finally:
-            stack.stop()
-        r = res["resume"]
-        self.lines += [
-            "## S3 resume",
-            "",
-            f"{n} concurrent 200-token streams (TTFT 50 ms, ITL 5 ms); every client drops its "
-            "connection every 20 chunks and resumes with `GET /v1/streams/{id}` + "
-            "`Last-Event-ID`; afterwards each stream's text is compared with a full replay. "
-            "Resume latency = reconnect sent -> first resumed event.",
-            "",
-            *md_table(
-                [
-                    "streams ok",
-                    "errors",
-                    "resumes",
-                    "resume p50 ms",
-                    "resume p99 ms",
-                    "gaps",
-                    "duplicates",
-                    "text mismatches",
-                ],
-                [
+            for label, ttft_ms, itl_ms in loads:
+                cfg = self.cfg(
+                    stack.url,
+                    n,
+                    requests=n,
+                    duration_s=None,
+                    max_tokens=200,
+                    ttft_ms=ttft_ms,
+                    itl_ms=itl_ms,
+                    resume_every=20,
+                    resume_delay_ms=self.S3_DELAY_MS,
+                    timeout_s=120.0,
+                )
+                res, cpu = meter.measure(functools.partial(run, run_bench(cfg)))
+                r = res["resume"]
+                cores = f"{sum(cpu.values()) / res['wall_s']:.2f} + {res['client_cpu_util']:.2f}"
+                rows.append(
                     [
+                        label,
                         res["requests_ok"],
                         res["errors"],
                         r["resumes"],
                         r["latency_ms"]["p50"],
                         r["latency_ms"]["p99"],
+                        r["latency_ms"]["max"],
                         r["gaps"],
                         r["duplicates"],
                         r["text_mismatches"],
+                        cores,
                     ]
+                )
+        finally:
+            stack.stop()
+        self.lines += [
+            "## S3 resume",
+            "",
+            f"{n} concurrent 200-token streams; every client drops its connection every 20 "
+            f"chunks, stays away {self.S3_DELAY_MS:g} ms (so the resume has events to catch up "
+            "on), and resumes with `GET /v1/streams/{id}` + `Last-Event-ID`; afterwards each "
+            "stream's text is compared with a full replay. Resume latency = reconnect sent -> "
+            "first resumed event. The stress row makes 100 streams at 5 ms ITL (20,000 chunks/s) "
+            "plus 1,000 resumes/s: the machine's two cores are busy.",
+            "",
+            *md_table(
+                [
+                    "timing",
+                    "streams ok",
+                    "errors",
+                    "resumes",
+                    "resume p50 ms",
+                    "resume p99 ms",
+                    "resume max ms",
+                    "gaps",
+                    "duplicates",
+                    "text mismatches",
+                    "cores server + client",
                 ],
+                rows,
             ),
+            "What limits it: a resume is one HTTP request. The edge parses it, checks the id "
+            "against the stream's meta, reads the missed entries with one XRANGE, writes them, "
+            "then follows the live stream. At the profile's pace that takes a few ms; in the "
+            "stress row the cores are full and the resume waits in the edge's event loop "
+            "behind the writes of every other stream.",
+            "",
         ]
 
     def s4(self) -> None:
@@ -237,6 +315,13 @@ class Scenarios(Driver):
                 ],
                 rows,
             ),
+            "What limits it: the edge's socket writes. The edge reads the stream from Redis "
+            "once per edge process and fans each event out in memory, so Redis and the "
+            "producer cost the same for 1 or 1,000 readers; what grows is one socket write per "
+            "reader per event, done one after another on the edge's event loop. The fixed cost "
+            "per event is shared by more readers at 1,000 (less CPU per delivery), and the lag "
+            "of the last reader is the time to write one event to all of them.",
+            "",
         ]
 
     def s5(self) -> None:
@@ -294,6 +379,9 @@ class Scenarios(Driver):
             ),
         ]
 
+    PEER_TTFT_MS, PEER_ITL_MS = 20.0, 5.0
+    """The peer's default simulated TTFT and ITL (± 10 %, the same for every model)."""
+
     def s6(self) -> None:
         peer = PeerServer(self.peer_venv, free_port(), self.work / "peer.log")
         self.lines += ["## S6 peer: upstream `fakeai` 0.3.2", ""]
@@ -307,11 +395,82 @@ class Scenarios(Driver):
             rows = self.throughput_rows(peer.url, meter, self.scale.s6)
         finally:
             peer.stop()
+        fidelity = []
+        peer = PeerServer(self.peer_venv, free_port(), self.work / "peer-latency.log")
+        try:
+            peer.start(latency=True)
+            for c in self.scale.s2[:2]:
+                n = max(self.scale.s2_requests, 3 * c)
+                cfg = self.cfg(
+                    peer.url, c, requests=n, duration_s=None, max_tokens=100, timeout_s=300.0
+                )
+                res = run(run_bench(cfg))
+                cells: list[Any] = [c, res["errors"]]
+                for obs, exp in (
+                    (res["ttft_ms"], self.PEER_TTFT_MS),
+                    (res["itl_ms"], self.PEER_ITL_MS),
+                ):
+                    cells.append(f"{obs['p50']:.2f} / {exp:g} ({obs['p50'] / exp - 1:+.1%})")
+                    cells.append(f"{obs['p99']:.2f}")
+                fidelity.append(cells)
+        finally:
+            peer.stop()
+        ours = {row[0]: row for row in self.s1_rows}
+        side = [
+            [
+                row[0],
+                ours[row[0]][2],
+                row[2],
+                f"{ours[row[0]][2] / row[2]:.2f}x" if row[2] else "-",
+                ours[row[0]][6],
+                row[6],
+                f"{row[6] / ours[row[0]][6]:.2f}x" if ours[row[0]][6] else "-",
+            ]
+            for row in rows
+            if row[0] in ours and ours[row[0]][6] is not None and row[6] is not None
+        ]
         self.lines += [
             "The same load as S1 against `fakeai server` (PyPI 0.3.2, its own venv, "
-            "`FAKEAI_GENERATION__TTFT_MS=0`, `FAKEAI_GENERATION__ITL_MS=0`) on loopback.",
+            "`FAKEAI_GENERATION__TTFT_MS=0`, `FAKEAI_GENERATION__ITL_MS=0`) on loopback. It "
+            "serves from one process (one core) and has no resume.",
             "",
             *md_table(self.THROUGHPUT_HEAD, rows),
+        ]
+        if side:
+            self.lines += [
+                "Side by side with S1 (latency off):",
+                "",
+                *md_table(
+                    [
+                        "streams",
+                        "ours chunks/s",
+                        "peer chunks/s",
+                        "throughput ours/peer",
+                        "ours µs CPU/chunk",
+                        "peer µs CPU/chunk",
+                        "CPU per chunk peer/ours",
+                    ],
+                    side,
+                ),
+            ]
+        self.lines += [
+            f"Latency fidelity of the peer at its defaults (TTFT {self.PEER_TTFT_MS:g} ms, ITL "
+            f"{self.PEER_ITL_MS:g} ms, ± 10 %, for every model: its per-model profiles are not "
+            "applied), the same closed loop as S2: observed median / configured. Its role "
+            "chunk goes out before the TTFT wait, and each token waits one ITL, so its first "
+            "content token comes one ITL after the configured TTFT.",
+            "",
+            *md_table(
+                [
+                    "streams",
+                    "errors",
+                    "TTFT p50 obs / configured ms",
+                    "TTFT p99 ms",
+                    "ITL p50 obs / configured ms",
+                    "ITL p99 ms",
+                ],
+                fidelity,
+            ),
         ]
 
 

@@ -131,7 +131,7 @@ class LocalStack(_Server):
 
 
 class PeerServer(_Server):
-    """Upstream ``fakeai`` from PyPI, in its own venv, latency simulation off."""
+    """Upstream ``fakeai`` from PyPI, in its own venv; latency simulation off unless asked."""
 
     PACKAGES = ("fakeai==0.3.2", "pillow")
     """``fakeai`` 0.3.2 imports PIL without declaring it (``notes/perf-anchors.md`` §1)."""
@@ -159,11 +159,13 @@ class PeerServer(_Server):
             return f"could not install {' '.join(self.PACKAGES)}: {e}"
         return None if exe.exists() else "the fakeai package installed no `fakeai` command"
 
-    def start(self, timeout_s: float = 60.0) -> PeerServer:
+    def start(self, timeout_s: float = 60.0, *, latency: bool = False) -> PeerServer:
+        """Start it; ``latency`` keeps its default TTFT/ITL simulation (20 ms / 5 ms ± 10 %)."""
         env = dict(os.environ)
-        # The CLI's --ttft/--itl flags are not applied in 0.3.2; the environment is
-        # (perf-anchors.md §1, "The CLI latency flags are not applied").
-        env.update(FAKEAI_GENERATION__TTFT_MS="0", FAKEAI_GENERATION__ITL_MS="0")
+        if not latency:
+            # The CLI's --ttft/--itl flags are not applied in 0.3.2; the environment is
+            # (perf-anchors.md §1, "The CLI latency flags are not applied").
+            env.update(FAKEAI_GENERATION__TTFT_MS="0", FAKEAI_GENERATION__ITL_MS="0")
         exe = str(self.venv / "bin" / "fakeai")
         proc = self._spawn([exe, "server", "--host", "127.0.0.1", "--port", str(self.port)], env)
         try:

@@ -126,6 +126,8 @@ class Outcome:
     gaps: int = 0
     duplicates: int = 0
     text_mismatch: bool = False
+    in_flight: int = 0
+    """Requests of this run in flight when this one was sent, itself included: the load it met."""
 
     def fail(self, kind: str, detail: str = "", status: int | None = None) -> Outcome:
         assert kind in ERROR_KINDS, kind
@@ -155,6 +157,8 @@ class Totals:
     gaps: int = 0
     duplicates: int = 0
     text_mismatches: int = 0
+    in_flight: Counter[int] = field(default_factory=Counter)
+    """Successful requests by the number in flight when each was sent."""
 
     @property
     def finished(self) -> int:
@@ -175,6 +179,7 @@ class Totals:
             self.samples.setdefault(kind, o.detail[:300])
             return
         self.requests_ok += 1
+        self.in_flight[o.in_flight] += 1
         self.chunks_ok += o.chunks
         self.tokens_ok += o.tokens
         if o.ttft is not None:
@@ -211,6 +216,7 @@ class Totals:
             "client_cpu_us_per_chunk": round(1e6 * cpu_s / self.chunks_seen, 2)
             if self.chunks_seen
             else None,
+            "in_flight_at_send": [[k, v] for k, v in sorted(self.in_flight.items())],
         }
         if config.get("resume_every"):
             out["resume"] = {

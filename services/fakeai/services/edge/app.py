@@ -44,6 +44,7 @@ from fakeai.errors import ApiError, PayloadTooLarge, Unauthorized, error_body
 from fakeai.services.edge import openai_routes, stream_routes
 from fakeai.services.edge.hub import Hub
 from fakeai.services.edge.metrics_routes import routes as metrics_routes
+from fakeai.services.edge.protocol import ARRIVED, StampingHttpToolsProtocol
 from fakeai.services.edge.state import EdgeState
 from fakeai.streams import Keys
 from fakeai.timeseries.recorder import SampleRecorder
@@ -61,8 +62,9 @@ POOL_CONNECTIONS = 256
 class EdgeMiddleware:
     """Pure ASGI: stamps the arrival time, checks the API key and the body size.
 
-    ``scope["state"]["arrived"]`` (Unix s) is the origin of TTFT: taken before routing and
-    body parsing, as close to the socket as an app can get. The API key guards ``/v1/*``;
+    ``scope["state"]["arrived"]`` (Unix s) is the origin of TTFT: stamped by the HTTP protocol
+    (:mod:`.protocol`) as the request is parsed, else (other servers) here, before routing.
+    The API key guards ``/v1/*``;
     ``/healthz``, ``/readyz`` and ``/metrics`` stay open for probes and scrapers.
     """
 
@@ -75,7 +77,7 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["arrived"] = time.time()
+        scope.setdefault("state", {}).setdefault(ARRIVED, time.time())
         headers = dict(scope["headers"])
         if (
             self.bearer is not None
@@ -218,7 +220,7 @@ def make_server(settings: Settings) -> uvicorn.Server:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=StampingHttpToolsProtocol,
         access_log=False,
         log_config=None,
         log_level=settings.log_level.lower(),
