@@ -30,6 +30,7 @@ def test_quick_resume_scenario_writes_its_table_and_stops_every_process(tmp_path
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1:4] == ["20", "0", "200"], row
         assert cells[-4:-1] == ["0", "0", "0"], row
+        assert "producer" in cells[-1], row
     assert [p for p in procs.descendants(os.getpid()) if p.pid not in before] == []
 
 

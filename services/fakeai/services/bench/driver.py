@@ -26,6 +26,7 @@ __all__ = [
     "QUICK",
     "Driver",
     "Scale",
+    "cores_by_role",
     "cpu_note",
     "header",
     "run",
@@ -105,14 +106,23 @@ def stack_meter(stack: LocalStack) -> CpuMeter:
 class Driver:
     """Shared state and helpers; the scenarios are its subclass's ``s1`` ... ``s6``."""
 
-    def __init__(self, scale: Scale, work: Path, model: str, peer_venv: Path) -> None:
+    def __init__(
+        self,
+        scale: Scale,
+        work: Path,
+        model: str,
+        peer_venv: Path,
+        up_args: list[str] | None = None,
+    ) -> None:
         self.scale, self.work, self.model, self.peer_venv = scale, work, model, peer_venv
+        self.up_args = up_args or []
+        """Extra ``fakeai-streams up`` arguments for every stack (e.g. more workers)."""
         self.lines: list[str] = []
         self.s1_rows: list[list[Any]] = []
         """S1's rows, kept for S6's side-by-side ratios."""
 
     def stack(self, name: str) -> LocalStack:
-        return LocalStack(free_port(), self.work / name).start()
+        return LocalStack(free_port(), self.work / name, self.up_args).start()
 
     def cfg(self, url: str, concurrency: int, **kw: Any) -> BenchConfig:
         base: dict[str, Any] = {"requests": None, "duration_s": self.scale.duration_s}
@@ -130,7 +140,7 @@ class Driver:
             res, cpu = meter.measure(functools.partial(run, run_bench(cfg)))
             total = sum(cpu.values())
             per = 1e6 * total / res["chunks"] if res["chunks"] else None
-            split = ", ".join(f"{k} {v / res['wall_s']:.2f}" for k, v in sorted(cpu.items()))
+            split = cores_by_role(cpu, res, client=False)
             if notes is not None and res["chunks"]:
                 notes.append(cpu_note(c, cpu, res))
             rows.append(
@@ -159,6 +169,14 @@ class Driver:
         "cores used by role",
         "client µs/chunk",
     ]
+
+
+def cores_by_role(cpu: dict[str, float], res: dict[str, Any], *, client: bool = True) -> str:
+    """``edge 0.31, producer 0.52, ...``: cores each role used over a bench run."""
+    cores = {k: v / res["wall_s"] for k, v in cpu.items()}
+    if client:
+        cores["client"] = res.get("client_cpu_util") or 0.0
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items()))
 
 
 def cpu_note(level: int, cpu: dict[str, float], res: dict[str, Any]) -> str:

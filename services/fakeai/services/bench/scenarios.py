@@ -36,6 +36,7 @@ from fakeai.services.bench.driver import (
     QUICK,
     Driver,
     Scale,
+    cores_by_role,
     header,
     run,
     server_latency,
@@ -116,8 +117,7 @@ class Scenarios(Driver):
                 row.append(
                     f"{1000 * (edge.get('p50') or 0):.1f} / {1000 * (edge.get('p99') or 0):.1f}"
                 )
-                server_cores = sum(cpu.values()) / res["wall_s"]
-                row.append(f"{server_cores:.2f} + {res['client_cpu_util'] or 0:.2f}")
+                row.append(cores_by_role(cpu, res))
                 row.append("yes" if ok else "**no**")
                 if not ok and first_off is None:
                     first_off = c
@@ -153,7 +153,7 @@ class Scenarios(Driver):
                     "ITL p50 obs / exp",
                     "ITL p99 obs / exp",
                     "server edge TTFT p50 / p99",
-                    "cores server + client",
+                    "cores by role",
                     "match",
                 ],
                 rows,
@@ -217,7 +217,7 @@ class Scenarios(Driver):
                 )
                 res, cpu = meter.measure(functools.partial(run, run_bench(cfg)))
                 r = res["resume"]
-                cores = f"{sum(cpu.values()) / res['wall_s']:.2f} + {res['client_cpu_util']:.2f}"
+                cores = cores_by_role(cpu, res)
                 rows.append(
                     [
                         label,
@@ -257,7 +257,7 @@ class Scenarios(Driver):
                     "gaps",
                     "duplicates",
                     "text mismatches",
-                    "cores server + client",
+                    "cores by role",
                 ],
                 rows,
             ),
@@ -487,6 +487,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated subset of {','.join(SCENARIOS)}",
     )
     parser.add_argument("--quick", action="store_true", help="scaled-down levels, 3 s rows")
+    parser.add_argument(
+        "--producer-workers",
+        type=int,
+        default=1,
+        help="producer processes of each stack (fakeai-streams up --producer-workers)",
+    )
+    parser.add_argument(
+        "--edge-workers",
+        type=int,
+        default=1,
+        help="edge processes of each stack (fakeai-streams up --edge-workers)",
+    )
     parser.add_argument("--model", default="gpt-4o")
     parser.add_argument(
         "--peer-venv",
@@ -497,12 +509,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     bad = [s for s in chosen if s not in SCENARIOS]
+    if args.producer_workers < 1 or args.edge_workers < 1:
+        parser.error("--producer-workers and --edge-workers: must be >= 1")
     if bad or not chosen:
         parser.error(f"--only: expected names from {','.join(SCENARIOS)}, got {args.only!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     command = " ".join(["python -m fakeai.services.bench.scenarios", *sys.argv[1:]])
     with tempfile.TemporaryDirectory(prefix="fakeai-bench-") as tmp:
-        driver = Scenarios(QUICK if args.quick else Scale(), Path(tmp), args.model, args.peer_venv)
+        up_args = [
+            "--producer-workers",
+            str(args.producer_workers),
+            "--edge-workers",
+            str(args.edge_workers),
+        ]
+        scale = QUICK if args.quick else Scale()
+        driver = Scenarios(scale, Path(tmp), args.model, args.peer_venv, up_args)
         driver.lines = header(command)
         failed = 0
         for name in chosen:
