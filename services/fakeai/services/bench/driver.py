@@ -48,7 +48,10 @@ class Scale:
     """Requests per S2 level at least (TTFT percentiles need samples)."""
     s3: int = 100
     s4: tuple[int, ...] = (100, 1000)
-    s5: int = 1000
+    s5: int = 10_000
+    """Idle connections held open at once (S5 targets 10,000)."""
+    s5_soak: int = 100_000
+    """Short requests of S5's soak (RSS sampled every quarter)."""
     s6: tuple[int, ...] = (1, 10, 100)
 
 
@@ -60,6 +63,7 @@ QUICK = Scale(
     s3=20,
     s4=(20, 100),
     s5=200,
+    s5_soak=2000,
     s6=(1, 10),
 )
 

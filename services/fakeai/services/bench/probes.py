@@ -117,24 +117,37 @@ async def hold_open(
     *,
     measure: Callable[[], Awaitable[dict[str, Any]]],
     timeout_s: float,
+    opening: int = 500,
 ) -> dict[str, Any]:
     """Open ``streams`` slow streams (1 token/s), wait until each has its first event, call
-    ``measure()`` while all are connected, then close them and cancel their generations."""
+    ``measure()`` while all are connected, then close them and cancel their generations.
+
+    At most ``opening`` streams are being opened at a time (request sent, first event not yet
+    in): the probe measures connections held open, not a thundering herd of 10,000 requests
+    queueing for the edge's Redis pool.
+    """
     headers = {**cfg.headers(), "X-FakeAI-TTFT-Ms": "0", "X-FakeAI-ITL-Ms": "1000"}
     body = {**cfg.body(), "max_tokens": 600}
     sids: list[str] = []
     ready = 0
     all_ready = asyncio.Event()
     release = asyncio.Event()
+    gate = asyncio.Semaphore(max(1, opening))
     async with _session(streams, timeout_s) as session:
 
         async def one() -> None:
             nonlocal ready
-            async with session.post(cfg.generate_url, json=body, headers=headers) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status} opening an idle stream")
-                sids.append(resp.headers.get("x-stream-id", ""))
-                await resp.content.readuntil(b"\n\n")
+            async with gate:
+                resp = await session.post(cfg.generate_url, json=body, headers=headers)
+                try:
+                    if resp.status != 200:
+                        raise RuntimeError(f"HTTP {resp.status} opening an idle stream")
+                    sids.append(resp.headers.get("x-stream-id", ""))
+                    await resp.content.readuntil(b"\n\n")
+                except BaseException:
+                    resp.release()
+                    raise
+            async with resp:
                 ready += 1
                 if ready == streams:
                     all_ready.set()

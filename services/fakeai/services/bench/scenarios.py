@@ -21,6 +21,8 @@ import asyncio
 import functools
 import logging
 import math
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -46,6 +48,7 @@ from fakeai.services.bench.probes import fan_out, hold_open
 from fakeai.services.bench.procs import CpuMeter
 from fakeai.services.bench.report import md_table
 from fakeai.services.bench.runner import run_bench
+from fakeai.services.bench.soak import soak
 from fakeai.services.bench.stack import PeerServer
 
 __all__ = ["main"]
@@ -326,31 +329,66 @@ class Scenarios(Driver):
 
     def s5(self) -> None:
         n = self.scale.s5
-        stack = self.stack("s5")
-        edges = stack.pids("edge")
-        producers = stack.pids("producer")
+        # The client and the edge each hold one descriptor per connection: raise this
+        # process's soft limit as far as the hard limit allows (``up`` inherits it).
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = n + 1024
+        if soft != resource.RLIM_INFINITY and soft < want:
+            top = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+            n = min(n, top - 1024)
+        # Every stream runs at once (a producer takes at most 5,000 by default).
+        env_key = "FAKEAI_MAX_STREAMS_PER_PRODUCER"
+        saved = os.environ.get(env_key)
+        os.environ[env_key] = str(max(n + 100, 5000))
+        try:
+            stack = self.stack("s5")
+        finally:
+            if saved is None:
+                os.environ.pop(env_key, None)
+            else:
+                os.environ[env_key] = saved
+        roles = ("edge", "producer", "metrics")
+        pids = {role: stack.pids(role) for role in roles}
 
-        def rss(pids: list[int]) -> float:
+        def rss_all() -> dict[str, float]:
+            return {role: rss(pids[role]) for role in roles}
+
+        def rss(role_pids: list[int]) -> float:
             samples = []
             for _ in range(5):
-                samples.append(sum(procs.rss_bytes(p) or 0 for p in pids))
+                samples.append(sum(procs.rss_bytes(p) or 0 for p in role_pids))
                 time.sleep(0.2)
             return statistics.median(samples)
 
         try:
-            cfg = self.cfg(stack.url, 1)
+            cfg = self.cfg(stack.url, 1, timeout_s=120.0)
             run(run_bench(replace(cfg, requests=20, duration_s=None, ttft_ms=0.0, itl_ms=0.0)))
-            base_edge, base_prod = rss(edges), rss(producers)
+            base_edge, base_prod = rss(pids["edge"]), rss(pids["producer"])
 
             async def measure() -> dict[str, Any]:
                 loop = asyncio.get_running_loop()
-                e, p = await loop.run_in_executor(None, lambda: (rss(edges), rss(producers)))
+                e, p = await loop.run_in_executor(
+                    None, lambda: (rss(pids["edge"]), rss(pids["producer"]))
+                )
                 return {"edge": e, "producer": p}
 
-            res = run(hold_open(cfg, n, measure=measure, timeout_s=180.0))
+            res = run(hold_open(cfg, n, measure=measure, timeout_s=max(180.0, n / 20)))
+        finally:
+            stack.stop()
+        # The soak gets a fresh stack: memory freed by the idle streams would otherwise hide
+        # growth below the high-water mark they left.
+        stack = self.stack("s5-soak")
+        pids = {role: stack.pids(role) for role in roles}
+        try:
+            soak_cfg = self.cfg(stack.url, 50, max_tokens=16, ttft_ms=0.0, itl_ms=0.0)
+            soaked = run(
+                soak(soak_cfg, self.scale.s5_soak, max(1, self.scale.s5_soak // 4), rss_all)
+            )
         finally:
             stack.stop()
         kib = 1024.0
+        mib = kib * kib
         self.lines += [
             "## S5 idle capacity",
             "",
@@ -370,13 +408,44 @@ class Scenarios(Driver):
                 [
                     [
                         res["connected"],
-                        base_edge / kib / kib,
-                        res["edge"] / kib / kib,
+                        base_edge / mib,
+                        res["edge"] / mib,
                         (res["edge"] - base_edge) / kib / n,
                         (res["producer"] - base_prod) / kib / n,
                     ]
                 ],
             ),
+            "Soak on a fresh stack: "
+            f"{soaked['requests']} streaming requests with unique prompts, "
+            f"{soaked['concurrency']} closed-loop clients, max_tokens {soaked['max_tokens']}, "
+            f"latency off ({soaked['requests_per_s']} req/s, {soaked['errors']} errors). RSS "
+            "(MiB, median of 5 samples) with no request in flight; the last row is the slope "
+            "over the last three quarters (KiB per 1,000 requests; upstream FakeAI 0.3.2 keeps "
+            "4-6 KiB per request, `notes/perf-anchors.md` §1c).",
+            "",
+            *md_table(
+                ["requests done", *(f"{r} RSS MiB" for r in roles)],
+                [
+                    [smp["requests"], *(smp["rss"][r] / mib for r in roles)]
+                    for smp in soaked["samples"]
+                ]
+                + [
+                    [
+                        "growth KiB/1k req",
+                        *(soaked["growth_kib_per_1k"].get(r, float("nan")) for r in roles),
+                    ]
+                ],
+            ),
+            "What limits it: per open connection the edge keeps uvicorn's protocol and "
+            "transport objects with their buffers, the response's task and its disconnect "
+            "watcher, and a hub subscription; the routing stack (request, body, endpoint "
+            "frames) is released before the first byte, heartbeats and stall checks share one "
+            "timer per event loop. Per open stream the producer keeps the response text and "
+            "its token boundaries (a few bytes per token) and makes each chunk when it is "
+            "due. After a request, what stays is bounded by count: the last 100 finished "
+            "streams in the producer's StreamManager and the last 10,000 finished stream ids "
+            "in the metrics consumer; everything else lives in Redis until its retention.",
+            "",
         ]
 
     PEER_TTFT_MS, PEER_ITL_MS = 20.0, 5.0

@@ -45,6 +45,7 @@ from fakeai.services.edge import openai_routes, stream_routes
 from fakeai.services.edge.hub import Hub
 from fakeai.services.edge.metrics_routes import routes as metrics_routes
 from fakeai.services.edge.protocol import ARRIVED, StampingHttpToolsProtocol
+from fakeai.services.edge.responses import RunStreamsOutside
 from fakeai.services.edge.state import EdgeState
 from fakeai.streams import Keys
 from fakeai.timeseries.recorder import SampleRecorder
@@ -55,8 +56,13 @@ logger = logging.getLogger(__name__)
 
 DRAIN_S = 5.0
 """How long shutdown waits for open responses to end after telling them to."""
-POOL_CONNECTIONS = 256
-"""Command connections (never blocking reads); callers past it wait for a free one."""
+POOL_CONNECTIONS = 64
+"""Command connections (never blocking reads); callers past it wait for a free one.
+
+A pooled connection costs ~40 KiB of edge RSS (buffers, reader, stream objects) and the pool
+never shrinks, so a burst of new streams leaves them all behind; each is busy for one round
+trip (~0.1-0.3 ms) per request, so 64 carry far more requests per second than one edge
+process can parse."""
 
 
 class EdgeMiddleware:
@@ -186,7 +192,7 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[*openai_routes.routes, *stream_routes.routes, *metrics_routes],
-        middleware=[Middleware(EdgeMiddleware, settings=settings)],
+        middleware=[Middleware(RunStreamsOutside), Middleware(EdgeMiddleware, settings=settings)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -37,19 +38,70 @@ from redis.exceptions import RedisError
 
 from fakeai.services.edge.log import PAGE, Entry, StreamInterrupted, parse_flat
 
-__all__ = ["Hub", "Subscription"]
+__all__ = ["Hub", "Subscription", "Wakeups"]
 
 logger = logging.getLogger(__name__)
 
 _RESUME_HINT = "reconnect with Last-Event-ID to resume"
 
 
+class Wakeups:
+    """Timeouts shared by every waiting subscription: one loop timer per time slot, not one
+    per wait.
+
+    A wait of ``timeout`` joins the slot that ends at the next multiple of ``timeout / 8``
+    after ``now + timeout``, so it wakes between ``timeout`` and ``9/8 timeout`` later. An idle
+    SSE connection then costs a set entry instead of a loop timer (~0.5 KiB each; S5 holds
+    10,000), and a busy one a set add and discard per wait instead of creating and cancelling
+    a timer. Use from one event loop (the hub's).
+    """
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: dict[float, set[asyncio.Future[None]]] = {}
+
+    def add(self, waiter: asyncio.Future[None], timeout: float) -> float:
+        """Settle ``waiter`` (if still pending) once ``timeout`` has passed; returns its slot."""
+        loop = waiter.get_loop()
+        grain = timeout / 8
+        when = math.ceil((loop.time() + timeout) / grain) * grain if grain > 0 else loop.time()
+        slot = self._slots.get(when)
+        if slot is None:
+            slot = self._slots[when] = set()
+            loop.call_at(when, self._fire, when)
+        slot.add(waiter)
+        return when
+
+    def discard(self, when: float, waiter: asyncio.Future[None]) -> None:
+        slot = self._slots.get(when)
+        if slot is not None:
+            slot.discard(waiter)
+
+    def _fire(self, when: float) -> None:
+        for waiter in self._slots.pop(when, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class Subscription:
     """One client's view of a live stream: a bounded queue the hub fills."""
 
-    __slots__ = ("_failure", "_items", "_waiter", "key", "limit", "overflowed", "start_seq")
+    __slots__ = (
+        "_failure",
+        "_items",
+        "_waiter",
+        "_wakeups",
+        "key",
+        "limit",
+        "overflowed",
+        "start_seq",
+    )
 
-    def __init__(self, key: bytes, start_seq: int, limit: int) -> None:
+    def __init__(
+        self, key: bytes, start_seq: int, limit: int, wakeups: Wakeups | None = None
+    ) -> None:
+        self._wakeups = wakeups
         self.key = key
         self.start_seq = start_seq
         """Every entry with a larger seq reaches this queue (unless it overflows)."""
@@ -93,9 +145,10 @@ class Subscription:
     async def get(self, timeout: float | None = None) -> list[Entry]:
         """The entries queued so far (waits for at least one).
 
-        With ``timeout``, an empty list when nothing arrived within it: the SSE heartbeat is
-        sent from the response's own task on that signal (see :mod:`.responses`). The timer is
-        a bare ``call_later`` that settles the waiter, not a cancelling timeout scope.
+        With ``timeout``, an empty list when nothing arrived within it (at most an eighth
+        later, see :class:`Wakeups`): the SSE heartbeat is sent from the response's own task
+        on that signal (see :mod:`.responses`). The timer settles the waiter; it is not a
+        cancelling timeout scope.
 
         Raises:
             StreamInterrupted: the queue overflowed, Redis stayed down, or the edge is closing.
@@ -105,14 +158,22 @@ class Subscription:
                 raise self._failure
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = None if timeout is None else loop.call_later(timeout, _settle, waiter)
+            timer: asyncio.TimerHandle | None = None
+            slot = 0.0
+            if timeout is not None:
+                if self._wakeups is not None:
+                    slot = self._wakeups.add(waiter, timeout)
+                else:
+                    timer = loop.call_later(timeout, _settle, waiter)
             try:
                 await waiter
             finally:
                 self._waiter = None
                 if timer is not None:
                     timer.cancel()
-            if timer is not None and not self._items and self._failure is None:
+                elif timeout is not None and self._wakeups is not None:
+                    self._wakeups.discard(slot, waiter)
+            if timeout is not None and not self._items and self._failure is None:
                 return []
         if self._failure is not None:
             raise self._failure
@@ -150,6 +211,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._kick_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._wakeups = Wakeups()
         self.reads = 0
         """XREAD calls made (for diagnostics and tests)."""
         self.overflows = 0
@@ -201,7 +263,7 @@ class Hub:
             last = self._last[k] = start_id.encode()
             self._subs[k] = set()
             self._changed()
-        sub = Subscription(k, int(last.partition(b"-")[2]), limit)
+        sub = Subscription(k, int(last.partition(b"-")[2]), limit, self._wakeups)
         self._subs[k].add(sub)
         return sub
 

@@ -95,10 +95,12 @@ async def read_live(
                 yield []  # heartbeat_s passed without an entry
                 continue
             batch, last, ended = _after(got, last)
+            del got
             if batch:
                 yield batch
             if ended:
                 return
+            del batch  # an idle stream holds no entry while it waits for the next
     finally:
         hub.unsubscribe(sub)
 

@@ -19,9 +19,10 @@ writes its own :class:`EventStream` that runs the body in the request's own task
   ``OSError`` (servers that report it that way) ends it too. Either way the body's iterator
   is closed (its hub subscription released) and the disconnect is counted.
 - A peer that stops reading (no FIN, full window): uvicorn's ``send`` then waits for the
-  socket to drain. One timer per response checks every ``send_timeout`` whether a write has
-  been pending that long and, if so, ends the response like a disconnect; a write costs two
-  attribute stores instead of a timeout scope.
+  socket to drain. One timer per event loop (:class:`_StallWatch`) sweeps the open responses
+  every quarter ``send_timeout`` and ends, like a disconnect, each whose write has been
+  pending ``send_timeout`` or longer; a write costs two attribute stores instead of a timeout
+  scope, and an open response a set entry instead of a timer.
 - Shutdown: unchanged and not the response's business: ``EdgeState.begin_shutdown`` fails
   every hub subscription (and paced replays watch ``closing``), so each stream ends with a
   resumable ``edge_shutdown`` error event. sse-starlette's own SIGTERM drain (a silent
@@ -33,6 +34,14 @@ writes its own :class:`EventStream` that runs the body in the request's own task
 Per delivered event the work is one bytes object per write: SSE events are pre-built once per
 log entry (:attr:`Entry.sse`, shared by every client of the stream), a batch of one entry is
 written as that object itself, and ``pipeline_lag`` is sampled once per write (below).
+
+Memory per open connection (an idle SSE stream may stay open for minutes; S5 holds 10,000):
+the response does not run inside the routing stack. :class:`RunStreamsOutside`, a middleware
+outside the edge's own middleware, gives the scope a slot; :meth:`EventStream.__call__` parks
+itself there and returns, so the route's frames (router, exception wrappers, the endpoint with
+its ``Request`` and request body) are released before the first byte is sent, and the
+middleware then runs the response with the server's own ``receive`` and ``send``. Without the
+middleware (any other stack) the response runs in place, as before.
 
 JSON Lines and text use the same response without a heartbeat (a blank line or comment would
 corrupt those formats for naive readers).
@@ -47,25 +56,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Mapping
+from typing import ClassVar
 
 from redis.exceptions import RedisError
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fakeai.services.edge.formats import Formatter
 from fakeai.services.edge.log import Entry, StreamInterrupted
 from fakeai.services.edge.state import EdgeState
 from fakeai.timeseries.names import CLIENT_DISCONNECTS, EDGE_TTFT, PIPELINE_LAG
+from fakeai.timeseries.recorder import SampleRecorder
 from fakeai.wire import KIND_CHUNK, KIND_RESPONSE, ErrorBody
 
-__all__ = ["EventStream", "stream_response"]
+__all__ = ["DEFERRED", "EventStream", "RunStreamsOutside", "stream_response"]
 
 logger = logging.getLogger(__name__)
 
 _DATA_KINDS = (KIND_CHUNK, KIND_RESPONSE)
 _PING = b": ping\n\n"
+
+DEFERRED = "fakeai.deferred_responses"
+"""Scope key of the slot :class:`RunStreamsOutside` offers (a list the response joins)."""
+
+
+class RunStreamsOutside:
+    """Pure ASGI: runs streaming responses after the app below it has returned (module
+    docstring). Place it outside every middleware that need not see the body's bytes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        slot: list[EventStream] = []
+        scope[DEFERRED] = slot
+        await self.app(scope, receive, send)
+        del scope[DEFERRED]
+        if slot:
+            await slot[0].run(scope, receive, send)
 
 
 class EventStream(StreamingResponse):
@@ -89,14 +123,24 @@ class EventStream(StreamingResponse):
         self._send_timeout = send_timeout
         self._aborted = False
         self._sending_since: float | None = None
-        self._stall: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = scope.get(DEFERRED)
+        if slot is not None and not slot:
+            slot.append(self)  # RunStreamsOutside runs it once the routing stack is gone
+            return
+        await self.run(scope, receive, send)
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the response: the race of the module docstring, in the calling task."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         watcher = loop.create_task(self._watch_disconnect(receive, task))
-        self._stall = loop.call_later(self._send_timeout, self._check_stall, task)
+        self._task = task
+        stalls = _StallWatch.of(loop)
+        stalls.add(self)
         try:
             self._sending_since = loop.time()
             await send(
@@ -107,6 +151,7 @@ class EventStream(StreamingResponse):
                 }
             )
             self._sending_since = None
+            self.raw_headers = []  # sent: ~0.6 KiB less for the life of the connection
             async for chunk in self._content:
                 self._sending_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -120,8 +165,8 @@ class EventStream(StreamingResponse):
             pass  # the client went away (a server that reports it from send)
         finally:
             watcher.cancel()
-            if self._stall is not None:
-                self._stall.cancel()
+            stalls.discard(self)
+            self._task = None
             # Runs the body's cleanup: hub subscription released, disconnect counted.
             await self._content.aclose()
 
@@ -136,18 +181,78 @@ class EventStream(StreamingResponse):
                 pass
             self._abort(task)
 
-    def _check_stall(self, task: asyncio.Task[None]) -> None:
-        loop = asyncio.get_running_loop()
+    def _stalled(self, now: float) -> bool:
+        """End the response if its pending write is ``send_timeout`` old (:class:`_StallWatch`)."""
         since = self._sending_since
-        if since is not None and loop.time() - since >= self._send_timeout:
-            logger.debug(
-                "client stopped reading for %.0f s; ending the response", loop.time() - since
-            )
-            self._abort(task)
-            return
-        # Check again when the pending write (if any) would reach the limit.
-        base = loop.time() if since is None else since
-        self._stall = loop.call_at(base + self._send_timeout, self._check_stall, task)
+        if since is None or now - since < self._send_timeout or self._task is None:
+            return False
+        logger.debug("client stopped reading for %.0f s; ending the response", now - since)
+        self._abort(self._task)
+        return True
+
+
+class _StallWatch:
+    """One timer per event loop for every open :class:`EventStream`: each sweep ends the
+    responses whose write has been pending ``send_timeout`` or longer. Runs only while
+    responses are open; a response is ended between ``send_timeout`` and 1.25 times that."""
+
+    _by_loop: ClassVar[dict[int, _StallWatch]] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._open: set[EventStream] = set()
+        self._period = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _StallWatch:
+        watch = cls._by_loop.get(id(loop))
+        if watch is None or watch._loop is not loop:
+            watch = cls._by_loop[id(loop)] = cls(loop)
+        return watch
+
+    def add(self, response: EventStream) -> None:
+        self._open.add(response)
+        period = response._send_timeout / 4
+        if period < self._period:
+            self._period = period
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_later(period, self._sweep)
+
+    def discard(self, response: EventStream) -> None:
+        self._open.discard(response)
+        if not self._open:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
+            self._period = math.inf
+            if self._by_loop.get(id(self._loop)) is self:
+                del self._by_loop[id(self._loop)]
+
+    def _sweep(self) -> None:
+        now = self._loop.time()
+        for response in [r for r in self._open if r._sending_since is not None]:
+            response._stalled(now)
+        self._timer = self._loop.call_later(self._period, self._sweep) if self._open else None
+
+
+def _sample_lag(
+    recorder: SampleRecorder, model: str, batch: list[Entry], arrived: float, timed_first: bool
+) -> bool:
+    """One pipeline_lag sample per write, not per chunk: the oldest data entry of the write
+    (the largest lag in it, so tails are not hidden); edge_ttft at the first one. Returns
+    whether the first data entry has been timed."""
+    for e in batch:
+        if e.kind in _DATA_KINDS:
+            now = time.time()
+            if not timed_first:
+                timed_first = True
+                recorder.add(EDGE_TTFT, model, now - arrived)
+            if e.t_us:
+                recorder.add(PIPELINE_LAG, model, max(0.0, now - e.t_us / 1e6))
+            break
+    return timed_first
 
 
 def stream_response(
@@ -206,23 +311,15 @@ def stream_response(
                     if out:
                         yield out
                     if arrived is not None:
-                        # One pipeline_lag sample per write, not per chunk: the oldest data
-                        # entry of the write (the largest lag in it, so tails are not hidden).
-                        for e in batch:
-                            if e.kind in _DATA_KINDS:
-                                now = time.time()
-                                if not timed_first:
-                                    timed_first = True
-                                    recorder.add(EDGE_TTFT, model, now - arrived)
-                                if e.t_us:
-                                    recorder.add(PIPELINE_LAG, model, max(0.0, now - e.t_us / 1e6))
-                                break
+                        timed_first = _sample_lag(recorder, model, batch, arrived, timed_first)
                     sent += len(batch)
                     if batch[-1].terminal or (
                         disconnect_after is not None and sent >= disconnect_after
                     ):
                         ended = True
                         return
+                    # An idle stream waits here for its next batch: hold no entry meanwhile.
+                    del batch, out
                 ended = True
             except StreamInterrupted as e:
                 ended = True

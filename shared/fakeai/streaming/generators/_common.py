@@ -5,18 +5,25 @@ A generator turns each choice of a full response into *units* (one token piece e
 deltas that carry it), groups ``chunk_tokens`` units into a *step*, and emits step ``k`` of every
 choice when the step's last token is due: ``origin + plan.offset(token)``. Deadlines are
 absolute, so per-chunk work and oversleep never accumulate (see :mod:`fakeai.timing`).
+
+Memory: a stream is open for as long as its tokens take (minutes, for slow streams), so what it
+holds while open is per-connection memory. Steps are therefore *made on demand*: a plan keeps
+the response text and 4-byte piece offsets (:class:`TextUnits`, :class:`LazySteps`), not a
+dict, tuple and list per token (~300 bytes per token, 180 KiB for a 600-token stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+import math
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
+from fakeai.content.tokenizer import piece_ends
 from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
 from fakeai.timing import LatencyModel, TimingPlan, sleep_until
 
@@ -24,7 +31,10 @@ __all__ = [
     "ChoicePlan",
     "ChoiceStreamGenerator",
     "Delta",
+    "LazySteps",
     "Pacer",
+    "Steps",
+    "TextUnits",
     "emit_steps",
     "group_units",
     "make_pacer",
@@ -35,6 +45,15 @@ __all__ = [
 Delta = dict[str, Any]
 Unit = list[tuple[Delta, int]]
 """The deltas that carry one token piece, each with the tokens it counts (headers count 0)."""
+
+
+class Steps(Protocol):
+    """What a plan needs of its units or steps: how many, and each in order (a ``list`` is
+    one; :class:`TextUnits` and :class:`LazySteps` make theirs on demand)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Unit]: ...
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -62,14 +81,21 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 class Pacer:
-    """Waits for token deadlines; does nothing at all (no sleep, no yield) when inactive."""
+    """Waits for token deadlines; does nothing at all (no sleep, no yield) when inactive.
 
-    __slots__ = ("_gap", "_origin", "_plan", "active")
+    Deadlines come from a :class:`TimingPlan`, or, for exact fixed timings, from
+    ``first_s + token * gap_s`` (no per-token storage: a 600-token plan is ~10 KiB).
+    """
 
-    def __init__(self, plan: TimingPlan | None, gap_s: float, origin: float | None) -> None:
+    __slots__ = ("_first", "_gap", "_origin", "_plan", "active")
+
+    def __init__(
+        self, plan: TimingPlan | None, gap_s: float, origin: float | None, first_s: float = 0.0
+    ) -> None:
         self._plan = plan if plan is not None and plan.total_s > 0 else None
         self._gap = gap_s
-        self.active = self._plan is not None or gap_s > 0
+        self._first = first_s
+        self.active = self._plan is not None or gap_s > 0 or first_s > 0
         self._origin = 0.0
         if self.active:
             self._origin = origin if origin is not None else asyncio.get_running_loop().time()
@@ -78,11 +104,18 @@ class Pacer:
         """Loop time when ``token`` (0-based) is due; the origin when inactive."""
         if self._plan is not None:
             return self._origin + self._plan.offset(token)
-        return self._origin + token * self._gap
+        return self._origin + self._first + token * self._gap
 
     async def wait(self, token: int) -> None:
         if self.active:
             await sleep_until(self.due(token))
+
+
+def _override_s(name: str, value: float | None) -> float:
+    ms = 0.0 if value is None else float(value)
+    if not (math.isfinite(ms) and ms >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 (ms), got {value}")
+    return ms / 1000.0
 
 
 def make_pacer(
@@ -90,14 +123,22 @@ def make_pacer(
 ) -> Pacer:
     """The pacing of one stream.
 
-    With latency simulation on: the latency manager's plan, or, without a manager, a fixed plan
-    from the context's ``ttft_ms``/``itl_ms`` overrides (a missing one counts as 0). Otherwise,
-    or when neither is available, ``chunk_delay_seconds`` between steps (0 = no waiting at all).
-    Call it from inside the generator body, so the origin defaults to the first ``__anext__``.
+    With latency simulation on: exact ``ttft_ms`` *and* ``itl_ms`` overrides (a missing one
+    counts as 0 when there is no latency manager) give fixed deadlines, computed per token;
+    otherwise the latency manager's plan. Otherwise, or when neither is available,
+    ``chunk_delay_seconds`` between steps (0 = no waiting at all). Call it from inside the
+    generator body, so the origin defaults to the first ``__anext__``.
     """
-    plan: TimingPlan | None = None
     tokens = max(1, output_tokens)
+    ttft, itl = context.ttft_ms, context.itl_ms
     if context.enable_latency_simulation:
+        exact = ttft is not None and itl is not None
+        if exact or (latency_manager is None and (ttft is not None or itl is not None)):
+            # Overrides are exact (no jitter, prefill or load: LatencyModel.plan's contract),
+            # so the schedule is arithmetic and needs no per-token plan.
+            return Pacer(
+                None, _override_s("itl_ms", itl), context.start_time, _override_s("ttft_ms", ttft)
+            )
         if latency_manager is not None:
             plan = latency_manager.plan(
                 context.model,
@@ -105,14 +146,11 @@ def make_pacer(
                 prompt_tokens=context.prompt_tokens,
                 cached_tokens=context.cached_tokens,
                 seed=context.seed,
-                ttft_ms=context.ttft_ms,
-                itl_ms=context.itl_ms,
+                ttft_ms=ttft,
+                itl_ms=itl,
             )
-        elif context.ttft_ms is not None or context.itl_ms is not None:
-            plan = TimingPlan.fixed(
-                (context.ttft_ms or 0.0) / 1000.0, (context.itl_ms or 0.0) / 1000.0, tokens
-            )
-    return Pacer(plan, 0.0 if plan is not None else context.chunk_delay_seconds, context.start_time)
+            return Pacer(plan, 0.0, context.start_time)
+    return Pacer(None, context.chunk_delay_seconds, context.start_time)
 
 
 Merger = Callable[[Delta, Delta], Delta | None]
@@ -138,19 +176,109 @@ def group_units(units: list[Unit], chunk_tokens: int, merge: Merger) -> list[Uni
     return steps
 
 
+class TextUnits:
+    """One unit per token piece of ``text``, each ``[(make(piece), 1)]``, made when iterated.
+
+    Holds the text and 4 bytes per piece (:func:`~fakeai.content.tokenizer.piece_ends`).
+    ``first`` is merged into the first unit's delta (the chat role). Every unit is one delta
+    of one token, so ``tokens`` and ``deltas`` equal the length.
+    """
+
+    __slots__ = ("_ends", "_first", "_make", "_text")
+
+    def __init__(self, text: str, make: Callable[[str], Delta], first: Delta | None = None) -> None:
+        self._text = text
+        self._ends = piece_ends(text)
+        self._make = make
+        self._first = first
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def tokens(self) -> int:
+        return len(self._ends)
+
+    @property
+    def deltas(self) -> int:
+        return len(self._ends)
+
+    def pieces(self) -> Iterator[str]:
+        """The token pieces, in order."""
+        text, start = self._text, 0
+        for end in self._ends:
+            yield text[start:end]
+            start = end
+
+    def __iter__(self) -> Iterator[Unit]:
+        make, first = self._make, self._first
+        for piece in self.pieces():
+            if first is not None:
+                yield [({**first, **make(piece)}, 1)]
+                first = None
+            else:
+                yield [(make(piece), 1)]
+
+
+class LazySteps:
+    """``units`` grouped ``chunk_tokens`` at a time (as :func:`group_units`), one step at a time.
+
+    ``tokens`` and ``deltas`` (the chunks the steps make) come from ``units`` when it knows them
+    (:class:`TextUnits`); otherwise, or when merging may change the delta count, they are
+    counted by grouping once at construction.
+    """
+
+    __slots__ = ("_k", "_merge", "_units", "deltas", "tokens")
+
+    def __init__(self, units: Steps, chunk_tokens: int, merge: Merger) -> None:
+        self._units, self._k, self._merge = units, max(1, chunk_tokens), merge
+        tokens = getattr(units, "tokens", None)
+        deltas = getattr(units, "deltas", None)
+        if not isinstance(tokens, int) or not isinstance(deltas, int) or self._k > 1:
+            tokens = deltas = 0
+            for step in self:
+                deltas += len(step)
+                tokens += sum(t for _, t in step)
+        self.tokens: int = tokens
+        self.deltas: int = deltas
+
+    def __len__(self) -> int:
+        return -(-len(self._units) // self._k)
+
+    def __iter__(self) -> Iterator[Unit]:
+        if self._k == 1:
+            yield from self._units
+            return
+        it = iter(self._units)
+        while True:
+            group = [u for _, u in zip(range(self._k), it, strict=False)]
+            if not group:
+                return
+            yield group_units(group, self._k, self._merge)[0]
+
+
 @dataclass(slots=True)
 class ChoicePlan:
     """One choice, ready to stream: its steps (already grouped) and its finish chunk."""
 
     index: int
-    steps: list[Unit]
+    steps: Steps
+    """A list of steps, or steps made on demand (:class:`LazySteps`), iterated once."""
     finish: dict[str, Any] | None
     """The finish chunk's choice object, emitted right after the last step (None: no finish)."""
     finish_reason: str | None = None
     tokens: int = field(init=False)
+    deltas: int = field(init=False)
+    """Chunks the steps make (the finish chunk not counted)."""
 
     def __post_init__(self) -> None:
-        self.tokens = sum(t for step in self.steps for _, t in step)
+        tokens = getattr(self.steps, "tokens", None)
+        deltas = getattr(self.steps, "deltas", None)
+        if isinstance(tokens, int) and isinstance(deltas, int):
+            self.tokens, self.deltas = tokens, deltas
+        else:
+            self.tokens = sum(t for step in self.steps for _, t in step)
+            self.deltas = sum(len(step) for step in self.steps)
 
 
 def stream_usage(full: Mapping[str, Any], prompt_tokens: int, streamed: int) -> dict[str, Any]:
@@ -180,20 +308,20 @@ async def emit_steps(
 ) -> AsyncIterator[StreamChunk]:
     """Emit step ``k`` of every choice (in index order) at the deadline of its last token, each
     choice's finish chunk right after its last step, then the usage chunk if any."""
-    total = sum(len(d) for c in choices for d in c.steps) + sum(
-        c.finish is not None for c in choices
-    )
+    total = sum(c.deltas for c in choices) + sum(c.finish is not None for c in choices)
     total += usage is not None
     max_tokens = max((c.tokens for c in choices), default=0)
-    n_steps = max((len(c.steps) for c in choices), default=0)
+    lengths = [len(c.steps) for c in choices]
+    steps = [iter(c.steps) for c in choices]
+    n_steps = max(lengths, default=0)
     sid = context.stream_id
     seq = 0
     for k in range(n_steps):
         await pacer.wait(max(0, min((k + 1) * chunk_tokens, max_tokens) - 1))
-        for c in choices:
-            if k >= len(c.steps):
+        for c, n, it in zip(choices, lengths, steps, strict=True):
+            if k >= n:
                 continue
-            for delta, tokens in c.steps[k]:
+            for delta, tokens in next(it):
                 yield StreamChunk(
                     chunk_id=f"{sid}-{seq}",
                     sequence_number=seq,
@@ -204,7 +332,7 @@ async def emit_steps(
                     is_last=seq == total - 1,
                 )
                 seq += 1
-            if k == len(c.steps) - 1 and c.finish is not None:
+            if k == n - 1 and c.finish is not None:
                 yield StreamChunk(
                     chunk_id=f"{sid}-{seq}",
                     sequence_number=seq,

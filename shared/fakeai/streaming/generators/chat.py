@@ -17,17 +17,18 @@ Wire shape (OpenAI Chat Completions streaming; checklist in the project's notes,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fakeai.content.tokenizer import split_pieces
 from fakeai.streaming.base import StreamContext
 from fakeai.streaming.generators._common import (
     ChoicePlan,
     ChoiceStreamGenerator,
     Delta,
+    LazySteps,
+    Steps,
+    TextUnits,
     Unit,
-    group_units,
     to_dict,
 )
 
@@ -47,49 +48,94 @@ def chat_header(full: Mapping[str, Any], context: StreamContext) -> dict[str, An
     }
 
 
-def _tool_units(tool_calls: list[Any]) -> list[Unit]:
-    units: list[Unit] = []
-    for i, call in enumerate(tool_calls):
-        call = to_dict(call)
-        function = call.get("function") or {}
-        header: Delta = {
-            "tool_calls": [
-                {
-                    "index": i,
-                    "id": call.get("id"),
-                    "type": call.get("type", "function"),
-                    "function": {"name": function.get("name", ""), "arguments": ""},
-                }
-            ]
-        }
-        pieces = split_pieces(function.get("arguments") or "")
-        if not pieces:
-            units.append([(header, 0)])
-            continue
-        frags: list[Unit] = [
-            [({"tool_calls": [{"index": i, "function": {"arguments": p}}]}, 1)] for p in pieces
-        ]
-        frags[0].insert(0, (header, 0))
-        units.extend(frags)
-    return units
+def _content(text: str) -> Delta:
+    return {"content": text}
+
+
+def _refusal(text: str) -> Delta:
+    return {"refusal": text}
+
+
+class MessageUnits:
+    """An assistant message's units, made when iterated (see :func:`message_units`).
+
+    Holds the message's text and tool-call arguments plus 4 bytes per token piece; the
+    unit count, tokens and deltas are known up front without building any unit.
+    """
+
+    __slots__ = ("_calls", "_text", "deltas", "tokens", "units")
+
+    def __init__(self, message: Mapping[str, Any]) -> None:
+        content, refusal = message.get("content"), message.get("refusal")
+        self._text: TextUnits | None = None
+        if isinstance(content, str) and content:
+            self._text = TextUnits(content, _content, _ROLE)
+        elif isinstance(refusal, str) and refusal:
+            self._text = TextUnits(refusal, _refusal, _ROLE)
+        self._calls: list[tuple[int, dict[str, Any], TextUnits]] = []
+        for i, call in enumerate(message.get("tool_calls") or ()):
+            call = to_dict(call)
+            function = call.get("function") or {}
+            head = {
+                "index": i,
+                "id": call.get("id"),
+                "type": call.get("type", "function"),
+                "name": function.get("name", ""),
+            }
+            args = TextUnits(function.get("arguments") or "", _content)  # pieces only
+            self._calls.append((i, head, args))
+        text = len(self._text) if self._text is not None else 0
+        pieces = [len(args) for _, _, args in self._calls]
+        self.tokens = text + sum(pieces)
+        # A call streams its header with its first fragment (or alone when it has none).
+        self.units = max(1, text + sum(max(1, p) for p in pieces))
+        self.deltas = max(1, text + sum(p + 1 for p in pieces))
+
+    def __len__(self) -> int:
+        return self.units
+
+    def __iter__(self) -> Iterator[Unit]:
+        first = self._text is None
+        if self._text is not None:
+            yield from self._text
+        for i, head, args in self._calls:
+            header: Delta = {
+                "tool_calls": [
+                    {
+                        "index": i,
+                        "id": head["id"],
+                        "type": head["type"],
+                        "function": {"name": head["name"], "arguments": ""},
+                    }
+                ]
+            }
+            if first:
+                header = {**_ROLE, **header}
+                first = False
+            if not args:
+                yield [(header, 0)]
+                continue
+            lead = True
+            for piece in args.pieces():
+                frag: Delta = {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                if lead:
+                    yield [(header, 0), (frag, 1)]
+                    lead = False
+                else:
+                    yield [(frag, 1)]
+        if first:
+            yield [({"role": "assistant", "content": ""}, 0)]
+
+
+_ROLE: Delta = {"role": "assistant"}
 
 
 def message_units(message: Mapping[str, Any]) -> list[Unit]:
     """One unit per token piece of an assistant message: content (or refusal) pieces first,
     then tool calls; the first delta carries the role. An empty message gives one role delta
-    with ``content: ""`` and no tokens."""
-    units: list[Unit] = []
-    content = message.get("content")
-    if isinstance(content, str) and content:
-        units.extend([({"content": p}, 1)] for p in split_pieces(content))
-    elif isinstance(message.get("refusal"), str) and message["refusal"]:
-        units.extend([({"refusal": p}, 1)] for p in split_pieces(message["refusal"]))
-    units.extend(_tool_units(list(message.get("tool_calls") or ())))
-    if not units:
-        return [[({"role": "assistant", "content": ""}, 0)]]
-    first, tokens = units[0][0]
-    units[0][0] = ({"role": "assistant", **first}, tokens)
-    return units
+    with ``content: ""`` and no tokens. (:class:`MessageUnits` makes the same units on demand.)
+    """
+    return list(MessageUnits(message))
 
 
 def merge_chat_deltas(a: Delta, b: Delta) -> Delta | None:
@@ -127,9 +173,9 @@ class ChatStreamingGenerator(ChoiceStreamGenerator):
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
 
     @staticmethod
-    def units(message: Mapping[str, Any]) -> list[Unit]:
-        """A message's token units (content pieces or tool-call fragments)."""
-        return message_units(message)
+    def units(message: Mapping[str, Any]) -> Steps:
+        """A message's token units (content pieces or tool-call fragments), made on demand."""
+        return MessageUnits(message)
 
     @staticmethod
     def merge(a: Delta, b: Delta) -> Delta | None:
@@ -144,7 +190,7 @@ class ChatStreamingGenerator(ChoiceStreamGenerator):
             index = choice.get("index", pos)
             message = to_dict(choice.get("message") or {})
             reason = choice.get("finish_reason") or "stop"
-            steps = group_units(self.units(message), self.chunk_tokens, self.merge)
+            steps = LazySteps(self.units(message), self.chunk_tokens, self.merge)
             finish = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
             plans.append(ChoicePlan(index, steps, finish, reason))
         return plans

@@ -11,20 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fakeai.content.tokenizer import split_pieces
 from fakeai.streaming.base import StreamContext
 from fakeai.streaming.generators._common import (
     ChoicePlan,
     ChoiceStreamGenerator,
     Delta,
-    Unit,
-    group_units,
+    LazySteps,
+    Steps,
+    TextUnits,
     to_dict,
 )
 
 __all__ = ["CompletionStreamingGenerator"]
 
 CHUNK_TYPE = "text_completion"
+
+
+def _text(piece: str) -> Delta:
+    return {"text": piece}
 
 
 def _merge(a: Delta, b: Delta) -> Delta | None:
@@ -55,12 +59,10 @@ class CompletionStreamingGenerator(ChoiceStreamGenerator):
             choice = to_dict(raw)
             index = choice.get("index", pos)
             text = choice.get("text") or ""
-            units: list[Unit] = [[({"text": p}, 1)] for p in split_pieces(text)]
-            if not units:
-                units = [[({"text": ""}, 0)]]
+            units: Steps = TextUnits(text, _text) if text else [[({"text": ""}, 0)]]
             reason = choice.get("finish_reason") or "stop"
             finish = {"text": "", "index": index, "logprobs": None, "finish_reason": reason}
             plans.append(
-                ChoicePlan(index, group_units(units, self.chunk_tokens, _merge), finish, reason)
+                ChoicePlan(index, LazySteps(units, self.chunk_tokens, _merge), finish, reason)
             )
         return plans

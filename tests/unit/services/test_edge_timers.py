@@ -1,0 +1,73 @@
+"""The edge's shared timers: heartbeat wake-ups per time slot, one stall sweep per loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+from starlette.types import Message
+
+from fakeai.services.edge.hub import Subscription, Wakeups
+from fakeai.services.edge.responses import EventStream, _StallWatch
+
+
+async def test_wakeups_settle_a_waiter_after_its_timeout_never_before() -> None:
+    loop = asyncio.get_running_loop()
+    wakeups = Wakeups()
+    waiters = [loop.create_future() for _ in range(50)]
+    t0 = loop.time()
+    slots = {wakeups.add(w, 0.08) for w in waiters}
+    assert len(slots) <= 2  # fifty waits, one or two loop timers
+    await asyncio.gather(*waiters)
+    elapsed = loop.time() - t0
+    assert elapsed >= 0.08 - 0.002
+    assert not wakeups._slots  # fired slots are gone
+
+
+async def test_a_discarded_waiter_is_left_alone_and_a_done_one_is_not_set_twice() -> None:
+    loop = asyncio.get_running_loop()
+    wakeups = Wakeups()
+    kept, dropped, done = loop.create_future(), loop.create_future(), loop.create_future()
+    slot = wakeups.add(dropped, 0.02)
+    wakeups.add(kept, 0.02)
+    wakeups.add(done, 0.02)
+    done.set_result(None)
+    wakeups.discard(slot, dropped)
+    await kept
+    assert not dropped.done()
+
+
+async def test_subscription_heartbeat_through_shared_wakeups() -> None:
+    sub = Subscription(b"k", 0, 16, Wakeups())
+    assert await sub.get(0.02) == []  # idle: the heartbeat signal
+    sub._push([])  # nothing to deliver, nothing to wake
+    assert await sub.get(0.02) == []
+
+
+async def test_a_write_pending_past_send_timeout_ends_the_response() -> None:
+    """A peer that stopped reading: the stall sweep ends the response, the body is closed."""
+    closed = asyncio.Event()
+    blocked = asyncio.Event()
+
+    async def content() -> AsyncGenerator[bytes, None]:
+        try:
+            yield b"data: 1\n\n"
+        finally:
+            closed.set()
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client never says anything
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            blocked.set()
+            await asyncio.Event().wait()  # the socket never drains
+
+    response = EventStream(content(), headers={}, media_type="text/event-stream", send_timeout=0.1)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    async with asyncio.timeout(5):
+        await response.run(scope, receive, send)
+    assert blocked.is_set()
+    assert closed.is_set()
+    assert id(asyncio.get_running_loop()) not in _StallWatch._by_loop  # no timer left behind
