@@ -10,13 +10,17 @@ from fakeai.wire.messages import (
     ErrorBody,
     ErrorPayload,
     FirehoseEvent,
+    FirehoseItem,
+    FirehoseStream,
     GenerationRequest,
     decode_cancel,
     decode_done,
     decode_error,
     decode_firehose,
+    decode_firehose_batch,
     decode_request,
     encode,
+    firehose_events,
 )
 
 __all__ = [
@@ -29,11 +33,15 @@ __all__ = [
     "ErrorBody",
     "ErrorPayload",
     "FirehoseEvent",
+    "FirehoseItem",
+    "FirehoseStream",
     "GenerationRequest",
     "decode_cancel",
     "decode_done",
     "decode_error",
     "decode_firehose",
+    "decode_firehose_batch",
     "decode_request",
     "encode",
+    "firehose_events",
 ]

@@ -15,10 +15,24 @@ Entry ids are ``<created_ms>-<seq>``: ``seq`` 1 is the first chunk, the terminal
 last. ``<created_ms>-0`` is the position *before* the first chunk (the priming id). Because the
 id is a function of the chunk, a chunk published again after a producer failover is rejected by
 Redis as a duplicate instead of being appended twice.
+
+A firehose entry (``Keys.events(p)``) has one field:
+
+``b``  a batch: every event one producer flush wrote for streams of that partition, as a JSON
+       array of :class:`FirehoseStream` (array-like): ``[[stream_id, model, accepted_at_us,
+       created_ms, [[seq, kind, emitted_at_us, tokens, data, error_code], ...]], ...]``, the
+       events of one stream in seq order (trailing default fields may be left out). One entry
+       carries the chunks of many streams, so the firehose costs one XADD per flush and
+       partition instead of one per chunk, and a consumer decodes one entry for many events.
+``f``  one :class:`FirehoseEvent` (the format before batches; readers still accept it, so
+       entries written by older producers and still within retention are read too).
+
+:func:`firehose_events` turns either into :class:`FirehoseEvent` objects.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -33,13 +47,17 @@ __all__ = [
     "ErrorBody",
     "ErrorPayload",
     "FirehoseEvent",
+    "FirehoseItem",
+    "FirehoseStream",
     "GenerationRequest",
     "decode_cancel",
     "decode_done",
     "decode_error",
     "decode_firehose",
+    "decode_firehose_batch",
     "decode_request",
     "encode",
+    "firehose_events",
 ]
 
 KIND_CHUNK = b"c"
@@ -103,7 +121,10 @@ class DonePayload(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """One firehose entry (field ``f``): one chunk or terminal entry of one stream.
+    """One chunk or terminal entry of one stream, as observers see it.
+
+    Also the older one-event firehose entry format (field ``f``); batches (field ``b``) carry
+    :class:`FirehoseStream` groups, which :meth:`FirehoseStream.expand` turns into these.
 
     ``array_like`` keeps it small on the wire: ``["sid","1700000000000-3",...]``.
     """
@@ -132,12 +153,53 @@ class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
         return None if raw == _NULL else raw
 
 
+class FirehoseItem(msgspec.Struct, frozen=True, array_like=True):
+    """One event of a :class:`FirehoseStream`: ``[seq, kind, emitted_at_us, tokens, data,
+    error_code]``; entry id ``<created_ms>-<seq>``. Fields as in :class:`FirehoseEvent`."""
+
+    seq: int
+    kind: str
+    emitted_at_us: int
+    tokens: int = 0
+    data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(_NULL))
+    error_code: str | None = None
+
+
+class FirehoseStream(msgspec.Struct, frozen=True, array_like=True):
+    """The events of one stream in one batch entry (field ``b``): what they share, once."""
+
+    stream_id: str
+    model: str
+    accepted_at_us: int
+    created_ms: int
+    events: list[FirehoseItem]
+
+    def expand(self) -> list[FirehoseEvent]:
+        """The events as stand-alone :class:`FirehoseEvent` objects (for observers)."""
+        sid, model, acc, head = self.stream_id, self.model, self.accepted_at_us, self.created_ms
+        return [
+            FirehoseEvent(
+                stream_id=sid,
+                entry_id=f"{head}-{e.seq}",
+                kind=e.kind,
+                model=model,
+                accepted_at_us=acc,
+                emitted_at_us=e.emitted_at_us,
+                tokens=e.tokens,
+                data=e.data,
+                error_code=e.error_code,
+            )
+            for e in self.events
+        ]
+
+
 _encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(GenerationRequest)
 _cancel_decoder = msgspec.json.Decoder(CancelSignal)
 _error_decoder = msgspec.json.Decoder(ErrorPayload)
 _done_decoder = msgspec.json.Decoder(DonePayload)
 _firehose_decoder = msgspec.json.Decoder(FirehoseEvent)
+_batch_decoder = msgspec.json.Decoder(list[FirehoseStream])
 
 
 def encode(obj: Any) -> bytes:
@@ -163,3 +225,20 @@ def decode_done(data: bytes) -> DonePayload:
 
 def decode_firehose(data: bytes) -> FirehoseEvent:
     return _firehose_decoder.decode(data)
+
+
+def decode_firehose_batch(data: bytes) -> list[FirehoseStream]:
+    """The ``b`` field of a firehose entry."""
+    return _batch_decoder.decode(data)
+
+
+def firehose_events(fields: Mapping[bytes, bytes]) -> list[FirehoseEvent]:
+    """Every event of one firehose entry (fields ``b`` or ``f``), in order.
+
+    Raises ``KeyError`` when the entry has neither field, ``msgspec.DecodeError`` /
+    ``msgspec.ValidationError`` when it is malformed.
+    """
+    batch = fields.get(b"b")
+    if batch is not None:
+        return [ev for s in decode_firehose_batch(batch) for ev in s.expand()]
+    return [decode_firehose(fields[b"f"])]

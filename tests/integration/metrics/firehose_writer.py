@@ -1,14 +1,28 @@
-"""Write streams the way the producer does: each entry to the stream's log and to the firehose."""
+"""Write streams the way the producer does: each entry to the stream's log and to the firehose.
+
+The firehose gets one-event entries (field ``f``, the older format) or, with ``batched``,
+batch entries (field ``b``) of up to ``per_entry`` events each, events grouped by stream
+inside an entry, as a producer's flush writes them.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aredis
 
-from fakeai.streams import Keys, entry_id
-from fakeai.wire.messages import DonePayload, ErrorBody, ErrorPayload, FirehoseEvent, encode
+from fakeai.streams import Keys, entry_id, parse_entry_id
+from fakeai.wire.messages import (
+    DonePayload,
+    ErrorBody,
+    ErrorPayload,
+    FirehoseEvent,
+    FirehoseItem,
+    FirehoseStream,
+    encode,
+)
 
 
 def stream_events(
@@ -59,9 +73,12 @@ async def publish(
     events: Sequence[FirehoseEvent],
     *,
     log: bool = True,
+    batched: bool = False,
+    per_entry: int = 8,
 ) -> None:
     """XADD each event to its stream's log (id = entry id) and its firehose partition."""
     pipe = r.pipeline(transaction=False)
+    by_partition: dict[str, list[FirehoseEvent]] = defaultdict(list)
     for ev in events:
         if log:
             pipe.xadd(
@@ -69,5 +86,30 @@ async def publish(
                 {"k": ev.kind, "d": ev.payload or b"{}", "t": ev.emitted_at_us},
                 id=ev.entry_id,
             )
-        pipe.xadd(keys.events_for(ev.stream_id, partitions), {"f": encode(ev)})
+        if batched:
+            by_partition[keys.events_for(ev.stream_id, partitions)].append(ev)
+        else:
+            pipe.xadd(keys.events_for(ev.stream_id, partitions), {"f": encode(ev)})
+    for key, evs in by_partition.items():
+        for lo in range(0, len(evs), per_entry):
+            pipe.xadd(key, {"b": batch_entry(evs[lo : lo + per_entry])})
     await pipe.execute()
+
+
+def batch_entry(events: Sequence[FirehoseEvent]) -> bytes:
+    """The ``b`` field of one firehose entry holding ``events`` (grouped by stream, in order)."""
+    groups: dict[str, FirehoseStream] = {}
+    for ev in events:
+        pos = parse_entry_id(ev.entry_id)
+        assert pos is not None
+        group = groups.get(ev.stream_id)
+        if group is None:
+            group = groups[ev.stream_id] = FirehoseStream(
+                stream_id=ev.stream_id, model=ev.model, accepted_at_us=ev.accepted_at_us,
+                created_ms=pos.ms, events=[],
+            )  # fmt: skip
+        group.events.append(
+            FirehoseItem(seq=pos.seq, kind=ev.kind, emitted_at_us=ev.emitted_at_us,
+                         tokens=ev.tokens, data=ev.data, error_code=ev.error_code)
+        )  # fmt: skip
+    return encode(list(groups.values()))

@@ -53,8 +53,9 @@ async def _drain(c: MetricsConsumer, r: aredis.Redis, keys: Keys) -> None:
     await eventually(done, timeout_s=20)
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-event", "batch"])
 async def test_known_timings_give_known_percentiles(
-    redis_url: str, keys: Keys, r: aredis.Redis
+    redis_url: str, keys: Keys, r: aredis.Redis, batched: bool
 ) -> None:
     settings = _settings(redis_url, keys)
     rnd = random.Random(7)
@@ -76,10 +77,11 @@ async def test_known_timings_give_known_percentiles(
         e2es.append((terminal - acc) / 1e6)
         events += stream_events(f"chatcmpl-{i}", "m1" if i % 2 else "m2", accepted_us=acc,
                                 chunk_us=chunk_us, terminal_us=terminal)  # fmt: skip
-    await publish(r, keys, PARTS, events)
+    await publish(r, keys, PARTS, events, batched=batched, per_entry=64)
     c = MetricsConsumer(r, settings, consumer_name="c1", block_ms=10)
     await c.start()
     await _drain(c, r, keys)
+    assert c.events_read == len(events)
     out = await query_latency(r, keys, settings, model=None, window_s=120)
     assert set(out["models"]) == {"m1", "m2"}
     for metric, exact in (("ttft", ttfts), ("itl", itls), ("e2e", e2es)):
@@ -118,6 +120,39 @@ async def test_redelivered_entries_count_once(redis_url: str, keys: Keys, r: are
     assert out["all"]["itl"]["count"] == 1
     assert out["all"]["itl"]["max"] == pytest.approx(0.02)
     assert int(await r.hget(keys.counters(), counter_field("requests", "m"))) == 1
+
+
+async def test_redelivered_batch_entries_count_once(
+    redis_url: str, keys: Keys, r: aredis.Redis
+) -> None:
+    """Invariant: a stream's samples are counted once, however its batch entries are split
+    and however often they arrive (each entry holds parts of two streams)."""
+    settings = _settings(redis_url, keys)
+    now_us = int(time.time() * 1e6) - 2_000_000
+    events = []
+    for sid in ("chatcmpl-a", "chatcmpl-c"):  # the same partition of 4
+        events += stream_events(sid, "m", accepted_us=now_us, chunk_us=[now_us + 100_000,
+                                now_us + 120_000, now_us + 150_000],
+                                terminal_us=now_us + 160_000)  # fmt: skip
+    key = keys.events_for("chatcmpl-a", PARTS)
+    assert keys.events_for("chatcmpl-c", PARTS) == key
+    events = [events[i // 2 + (i % 2) * 4] for i in range(8)]  # interleave the two streams
+    await publish(r, keys, PARTS, events, batched=True, per_entry=3)
+    entries = await r.xrange(key)
+    assert len(entries) == 3
+    c1 = MetricsConsumer(r, settings, consumer_name="c1")
+    c2 = MetricsConsumer(r, settings, consumer_name="c2")  # a fresh process: empty memory
+    await c1.start()
+    assert await c1.handle([(key, entries[:2])]) == 2
+    await c1.handle([(key, entries)])  # the first two again, then the rest
+    await c2.handle([(key, entries)])
+    await c2.handle([(key, entries[-1:])])  # the last alone, after a "restart"
+    assert c1.events_read == 14
+    out = await query_latency(r, keys, settings, model="m", window_s=60)
+    assert out["all"]["ttft"]["count"] == 2
+    assert out["all"]["itl"]["count"] == 4
+    assert out["all"]["itl"]["max"] == pytest.approx(0.03)
+    assert int(await r.hget(keys.counters(), counter_field("requests", "m"))) == 2
 
 
 async def test_terminal_without_seen_chunks_is_rebuilt_from_the_log(

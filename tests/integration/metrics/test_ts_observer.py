@@ -34,8 +34,9 @@ def _events(n: int) -> list:
     return out
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-event", "batch"])
 async def test_two_observers_and_metrics_all_see_every_event(
-    redis_url: str, keys: Keys, r: aredis.Redis
+    redis_url: str, keys: Keys, r: aredis.Redis, batched: bool
 ) -> None:
     settings = Settings(redis_url=redis_url, key_prefix=keys.prefix, firehose_partitions=PARTS)
     n_streams = 50
@@ -49,7 +50,7 @@ async def test_two_observers_and_metrics_all_see_every_event(
                                      limit=total, ready=readies[1])),
     ]  # fmt: skip
     await asyncio.gather(*(e.wait() for e in readies))
-    await publish(r, keys, PARTS, _events(n_streams))
+    await publish(r, keys, PARTS, _events(n_streams), batched=batched)
     counts = await asyncio.wait_for(asyncio.gather(*tasks), 20)
     assert counts == [total, total]
     rows = [json.loads(line) for line in outs[0].getvalue().splitlines()]
@@ -90,6 +91,28 @@ async def test_named_group_resumes_and_filters(redis_url: str, keys: Keys, r: ar
     assert got == 1
     assert first.getvalue().splitlines() == ["s-1 m  t1", "s-1 m  t2"]
     assert second.getvalue().splitlines() == ["s-1 m [done]"]
+
+
+async def test_limit_inside_a_batch_entry_leaves_it_for_the_next_run(
+    redis_url: str, keys: Keys, r: aredis.Redis
+) -> None:
+    """A named group's run that stops mid-entry does not ack it: nothing is lost."""
+    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix, firehose_partitions=PARTS)
+    ready = asyncio.Event()
+    first = io.StringIO()
+    task = asyncio.create_task(tail.run(settings, group="g", out=first, limit=2, ready=ready,
+                                        stream_id="s-1"))  # fmt: skip
+    await ready.wait()
+    await publish(r, keys, PARTS, _events(4), batched=True, per_entry=100)
+    assert await asyncio.wait_for(task, 10) == 2
+    second = io.StringIO()
+    got = await asyncio.wait_for(
+        tail.run(settings, group="g", out=second, limit=3, stream_id="s-1", model="m"), 10
+    )
+    assert got == 3
+    assert first.getvalue().splitlines() == ["s-1 m  t1", "s-1 m  t2"]
+    # the entry is printed again whole (at-least-once), the terminal event included
+    assert second.getvalue().splitlines() == ["s-1 m  t1", "s-1 m  t2", "s-1 m [done]"]
 
 
 async def test_bad_arguments_are_named(redis_url: str, keys: Keys) -> None:

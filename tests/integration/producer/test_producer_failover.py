@@ -27,7 +27,7 @@ from fakeai.content import build_chat_completion
 from fakeai.embedded_redis import EmbeddedRedis, free_port
 from fakeai.streams import PRODUCERS_GROUP, Keys
 from fakeai.streams.meta import StreamMeta
-from fakeai.wire import GenerationRequest, decode_error, decode_firehose
+from fakeai.wire import GenerationRequest, decode_error, firehose_events
 
 pytestmark = pytest.mark.redis
 
@@ -65,7 +65,7 @@ async def test_two_producers_share_requests_and_produce_each_stream_once(
         producers.add(StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id))).producer)
     assert producers == {a.consumer, b.consumer}
     # each entry reached the firehose exactly once: nobody produced a stream twice
-    events = [decode_firehose(f[b"f"]) for _, f in await r.xrange(keys.events(0))]
+    events = [e for _, f in await r.xrange(keys.events(0)) for e in firehose_events(f)]
     assert len(events) == sum(len(log) for log in logs)
     assert len({(e.stream_id, e.entry_id) for e in events}) == len(events)
 

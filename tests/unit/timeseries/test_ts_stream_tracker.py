@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.integration.metrics.firehose_writer import stream_events
+from tests.integration.metrics.firehose_writer import batch_entry, stream_events
 
 from fakeai.services.metrics.tracker import StreamTracker, fold_finished, rebuild
 from fakeai.timeseries import Fold
+from fakeai.wire import decode_firehose_batch
 
 ACC = 1_700_000_000_000_000
 
@@ -85,3 +86,24 @@ def test_running_streams_are_bounded() -> None:
     for i in range(50):
         t.observe(stream_events(f"s{i}", "m", accepted_us=ACC, chunk_us=[ACC], terminal_us=ACC)[0])
     assert len(t) == 10
+
+
+def test_batch_groups_fold_like_single_events() -> None:
+    """observe_stream over a batch's groups gives what observe gives event by event."""
+    evs = _events([100_000, 120_000, 150_000, 190_000])
+    one = StreamTracker()
+    expected = [f for f in (one.observe(e) for e in evs) if f is not None]
+    groups = [g for part in (evs[:2], evs[1:3], evs[3:]) for g in _groups(part)]
+    many = StreamTracker()
+    got = [f for f in (many.observe_stream(g) for g in groups) if f is not None]
+    assert len(got) == len(expected) == 1
+    a, b = got[0], expected[0]
+    assert (a.first_us, a.last_us, a.tokens, a.complete, a.itl.n, a.finish_reason) == (
+        b.first_us, b.last_us, b.tokens, b.complete, b.itl.n, b.finish_reason,
+    )  # fmt: skip
+    assert a.itl.total == pytest.approx(b.itl.total)
+    assert a.finish_reason == "stop"
+
+
+def _groups(events: list) -> list:
+    return decode_firehose_batch(batch_entry(events))

@@ -1,12 +1,14 @@
 """Benchmark of the metrics path; prints numbers (no pass/fail).
 
     python -m fakeai.services.metrics.bench [--streams N] [--chunks K] [--lag-runs R]
+                                            [--per-entry S]
 
 Uses ``FAKEAI_REDIS_URL`` under a throw-away key prefix (deleted afterwards), else starts an
 embedded Redis. Measures:
 
-1. fold throughput: N streams x K chunks written to the firehose, then one consumer drains them;
-   samples/s counts every sample folded (TTFT, ITL, TPOT, e2e, tokens/s per stream);
+1. fold throughput: N streams x K chunks written to the firehose in batch entries (each holds
+   one event of S streams), then one consumer drains them; samples/s counts every sample
+   folded (TTFT, ITL, TPOT, e2e, tokens/s per stream);
 2. Redis memory of one model's series for one hour: 7 metrics, a sample each second, in fine,
    coarse and total buckets (MEMORY USAGE summed over the keys);
 3. lag from a terminal firehose entry to ``query_latency`` seeing it, with a running consumer.
@@ -22,64 +24,81 @@ import random
 import statistics
 import time
 import uuid
+from collections import defaultdict
 
 import msgspec
 import redis.asyncio as aredis
+from msgspec.structs import replace
 
 from fakeai.config import Settings
 from fakeai.embedded_redis import EmbeddedRedis
 from fakeai.services.metrics.service import MetricsConsumer
-from fakeai.streams import Keys, entry_id
+from fakeai.streams import Keys
 from fakeai.timeseries import Fold
 from fakeai.timeseries.query import LATENCY_METRICS, query_latency
-from fakeai.wire.messages import FirehoseEvent, encode
+from fakeai.wire.messages import FirehoseItem, FirehoseStream, encode
 
 PARTITIONS = 4
 
 
-def _stream(sid: str, model: str, start_us: int, chunks: int, rnd: random.Random) -> list[bytes]:
+def _stream(sid: str, model: str, start_us: int, chunks: int, rnd: random.Random) -> FirehoseStream:
+    """One whole stream: chunks 1..K then its terminal event."""
     t = start_us + int(rnd.lognormvariate(math.log(0.2), 0.5) * 1e6)
-    created = start_us // 1000
     data = msgspec.Raw(b'{"choices":[{"index":0,"delta":{"content":" tok"}}]}')
-    out = []
+    events = []
     for i in range(1, chunks + 1):
-        out.append(encode(FirehoseEvent(stream_id=sid, entry_id=entry_id(created, i), kind="c",
-                                        model=model, accepted_at_us=start_us, emitted_at_us=t,
-                                        tokens=1, data=data)))  # fmt: skip
+        events.append(FirehoseItem(seq=i, kind="c", emitted_at_us=t, tokens=1, data=data))
         t += int(rnd.lognormvariate(math.log(0.02), 0.3) * 1e6)
-    out.append(encode(FirehoseEvent(stream_id=sid, entry_id=entry_id(created, chunks + 1),
-                                    kind="d", model=model, accepted_at_us=start_us,
-                                    emitted_at_us=t, tokens=chunks)))  # fmt: skip
+    events.append(FirehoseItem(seq=chunks + 1, kind="d", emitted_at_us=t, tokens=chunks))
+    return FirehoseStream(stream_id=sid, model=model, accepted_at_us=start_us,
+                          created_ms=start_us // 1000, events=events)  # fmt: skip
+
+
+def _entries(streams: list[FirehoseStream], per_entry: int) -> list[bytes]:
+    """Batch entries (field ``b``) as a producer's flushes write them: event k of
+    ``per_entry`` streams in one entry, for every k (one partition's share of a flush)."""
+    out = []
+    depth = max(len(s.events) for s in streams)
+    for lo in range(0, len(streams), per_entry):
+        group = streams[lo : lo + per_entry]
+        for k in range(depth):
+            out.append(encode([replace(s, events=s.events[k : k + 1]) for s in group
+                               if k < len(s.events)]))  # fmt: skip
     return out
 
 
 async def _fold_throughput(
-    r: aredis.Redis, settings: Settings, streams: int, chunks: int
+    r: aredis.Redis, settings: Settings, streams: int, chunks: int, per_entry: int
 ) -> dict[str, float]:
     keys = Keys(settings.key_prefix)
     rnd = random.Random(1)
     now_us = int(time.time() * 1e6) - 60_000_000
-    pipe = r.pipeline(transaction=False)
+    by_partition: dict[str, list[FirehoseStream]] = defaultdict(list)
     for s in range(streams):
         sid = f"chatcmpl-{s}"
-        for raw in _stream(sid, f"model-{s % 4}", now_us, chunks, rnd):
-            pipe.xadd(keys.events_for(sid, PARTITIONS), {"f": raw})
-        if len(pipe) >= 5000:
-            await pipe.execute()
+        by_partition[keys.events_for(sid, PARTITIONS)].append(
+            _stream(sid, f"model-{s % 4}", now_us, chunks, rnd)
+        )
+    pipe = r.pipeline(transaction=False)
+    for key, group in by_partition.items():
+        for raw in _entries(group, per_entry):
+            pipe.xadd(key, {"b": raw})
+            if len(pipe) >= 5000:
+                await pipe.execute()
     await pipe.execute()
     c = MetricsConsumer(r, settings, consumer_name="bench", block_ms=1)
     await c.start()
-    entries = streams * (chunks + 1)
+    events = streams * (chunks + 1)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    while c.entries_read < entries:
+    while c.events_read < events:
         await c.step()
     dt = time.perf_counter() - t0
     # CPU of this process only (Redis runs apart): steadier than wall time on a shared host.
     cpu = time.process_time() - cpu0
     samples = streams * (chunks - 1 + 4)
-    return {"entries": entries, "seconds": dt, "entries_per_s": entries / dt,
-            "samples_per_s": samples / dt, "streams_per_s": streams / dt,
-            "cpu_us_per_entry": cpu / entries * 1e6}  # fmt: skip
+    return {"events": events, "entries": c.entries_read, "seconds": dt,
+            "events_per_s": events / dt, "samples_per_s": samples / dt,
+            "streams_per_s": streams / dt, "cpu_us_per_event": cpu / events * 1e6}  # fmt: skip
 
 
 async def _memory_per_model_hour(r: aredis.Redis, settings: Settings) -> dict[str, float]:
@@ -114,10 +133,10 @@ async def _lag(r: aredis.Redis, settings: Settings, runs: int) -> dict[str, floa
         for i in range(runs):
             sid = f"chatcmpl-lag-{i}"
             now_us = int(time.time() * 1e6)
-            events = _stream(sid, "m", now_us - 500_000, 5, rnd)
+            stream = _stream(sid, "m", now_us - 500_000, 5, rnd)
             pipe = r.pipeline(transaction=False)
-            for raw in events:
-                pipe.xadd(keys.events_for(sid, PARTITIONS), {"f": raw})
+            for raw in _entries([stream], 1):
+                pipe.xadd(keys.events_for(sid, PARTITIONS), {"b": raw})
             t0 = time.perf_counter()
             await pipe.execute()
             while True:
@@ -146,7 +165,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
     r = aredis.Redis.from_url(url)
     try:
         return {
-            "fold": await _fold_throughput(r, settings, args.streams, args.chunks),
+            "fold": await _fold_throughput(r, settings, args.streams, args.chunks, args.per_entry),
             "memory_per_model_hour": await _memory_per_model_hour(r, settings),
             "terminal_to_queryable": await _lag(r, settings, args.lag_runs),
         }
@@ -165,16 +184,18 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=5000)
     p.add_argument("--chunks", type=int, default=20)
     p.add_argument("--lag-runs", type=int, default=30)
+    p.add_argument("--per-entry", type=int, default=32,
+                   help="streams per firehose batch entry (one event each)")  # fmt: skip
     args = p.parse_args()
     res = asyncio.run(_main(args))
     f, m, lag = res["fold"], res["memory_per_model_hour"], res["terminal_to_queryable"]
     assert isinstance(f, dict)
     assert isinstance(m, dict)
     assert isinstance(lag, dict)
-    print(f"fold: {f['entries']:,} entries in {f['seconds']:.2f}s = "
-          f"{f['entries_per_s']:,.0f} entries/s, {f['samples_per_s']:,.0f} samples/s, "
+    print(f"fold: {f['events']:,} events ({f['entries']:,} entries) in {f['seconds']:.2f}s = "
+          f"{f['events_per_s']:,.0f} events/s, {f['samples_per_s']:,.0f} samples/s, "
           f"{f['streams_per_s']:,.0f} streams/s, "
-          f"{f['cpu_us_per_entry']:.1f} µs CPU/entry")  # fmt: skip
+          f"{f['cpu_us_per_event']:.1f} µs CPU/event")  # fmt: skip
     print(f"memory: one model, one hour, {len(LATENCY_METRICS)} metrics: {m['keys']:,} keys, "
           f"{m['mib']:.1f} MiB")  # fmt: skip
     print(f"lag terminal -> queryable: p50 {lag['p50_ms']:.1f} ms, max {lag['max_ms']:.1f} ms "

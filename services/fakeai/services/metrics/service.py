@@ -14,6 +14,9 @@ Contract:
   adds nothing. Then one XACK per partition.
 - Entries of a consumer that died stay pending; every consumer runs XAUTOCLAIM for entries idle
   longer than ``claim_idle_s`` (https://redis.io/docs/latest/commands/xautoclaim/).
+- Entries are batches (field ``b``: many streams' events, :mod:`fakeai.wire.messages`) or
+  single events (field ``f``, the older format); each stream's group in a batch is folded
+  with one state look-up.
 - A malformed entry is logged, counted (``invalid_events``) and acked: it never blocks the group.
 
 The MULTI/EXEC commit needs all keys on one node; on Redis Cluster the commit would have to be
@@ -42,14 +45,15 @@ from fakeai.streams import METRICS_GROUP, Keys, parse_entry_id
 from fakeai.timeseries import Fold
 from fakeai.timeseries import names as n
 from fakeai.timeseries.native import NativeSeries
-from fakeai.wire import decode_firehose
+from fakeai.wire import decode_firehose, decode_firehose_batch
 
 __all__ = ["MetricsConsumer", "ensure_groups", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
 READ_COUNT = 2000
-_FIELD = b"f"
+_BATCH = b"b"
+_FIELDS = (_BATCH, b"f")
 _UNKNOWN_MODEL = "unknown"
 
 
@@ -101,6 +105,8 @@ class MetricsConsumer:
         self.seen_ttl_s = settings.firehose_retention_s + 3600
         self.streams_committed = 0
         self.entries_read = 0
+        self.events_read = 0
+        """Firehose events folded (a batch entry carries many)."""
         self._next_claim = 0.0
 
     async def start(self) -> None:
@@ -153,21 +159,31 @@ class MetricsConsumer:
         acks: dict[str, list[Any]] = defaultdict(list)
         finished: list[FinishedStream] = []
         invalid = 0
+        events = 0
         observe = self.tracker.observe
+        observe_stream = self.tracker.observe_stream
         for key, entries in batch:
             ids = acks[key]
             for entry in entries:
                 eid, fields = entry[0], entry[1]
                 ids.append(eid)
-                raw = _f_value(fields)
+                name, raw = _payload(fields)
                 try:
-                    if raw is None:
-                        raise ValueError("no 'f' field")
+                    if name == _BATCH:
+                        for group in decode_firehose_batch(raw):
+                            events += len(group.events)
+                            f = observe_stream(group)
+                            if f is not None:
+                                finished.append(f)
+                        continue
+                    if name is None:
+                        raise ValueError("no 'b' or 'f' field")
                     ev = decode_firehose(raw)
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
                     invalid += 1
                     logger.warning("invalid firehose entry %s %s: %s", key, _s(eid), e)
                     continue
+                events += 1
                 f = observe(ev)
                 if f is not None:
                     finished.append(f)
@@ -175,6 +191,7 @@ class MetricsConsumer:
         if not count:
             return 0
         self.entries_read += count
+        self.events_read += events
         finished = await self._complete(finished)
         committed = await self._commit(finished, invalid)
         pipe = self.redis.pipeline(transaction=False)
@@ -259,18 +276,22 @@ class MetricsConsumer:
         )
 
 
-def _f_value(fields: Any) -> bytes | None:
-    """The ``f`` field of an entry: from a dict, or from a raw reply's flat field list."""
+def _payload(fields: Any) -> tuple[bytes | None, bytes]:
+    """``(name, value)`` of an entry's ``b`` (batch) or ``f`` (one event) field, from a dict
+    or from a raw reply's flat field list; ``(None, b"")`` when it has neither."""
     if type(fields) is list:
-        if len(fields) == 2 and fields[0] == _FIELD:  # what producers write: one field
-            return fields[1]  # type: ignore[no-any-return]
+        if len(fields) == 2 and fields[0] in _FIELDS:  # what producers write: one field
+            return fields[0], fields[1]
         for i in range(0, len(fields) - 1, 2):
-            if fields[i] == _FIELD:
-                return fields[i + 1]  # type: ignore[no-any-return]
-        return None
+            if fields[i] in _FIELDS:
+                return fields[i], fields[i + 1]
+        return None, b""
     if isinstance(fields, dict):
-        return fields.get(_FIELD)
-    return None
+        for name in _FIELDS:
+            value = fields.get(name)
+            if value is not None:
+                return name, value
+    return None, b""
 
 
 def _s(v: Any) -> str:

@@ -24,12 +24,13 @@ import msgspec
 from fakeai.streams import parse_entry_id
 from fakeai.timeseries import Fold, LogSketch
 from fakeai.timeseries import names as n
-from fakeai.wire.messages import FirehoseEvent, decode_done
+from fakeai.wire.messages import FirehoseEvent, FirehoseStream, decode_done
 
 __all__ = ["FinishedStream", "StreamTracker", "fold_finished", "rebuild"]
 
 _CHUNK_KINDS = frozenset({"c", "r"})
 _TERMINAL_KINDS = frozenset({"d", "e"})
+_NULL = b"null"
 
 
 @dataclass(slots=True)
@@ -67,12 +68,15 @@ class FinishedStream:
 class StreamTracker:
     """Folds firehose events per stream; returns a :class:`FinishedStream` on terminal events.
 
+    Events come one by one (:meth:`observe`) or as one stream's group of a batch entry
+    (:meth:`observe_stream`, whose events carry their seq directly: no id parsing).
+
     Bounded: at most ``max_streams`` running streams (the least recently updated is dropped
     first: it would only be rebuilt from its log at its end) and ``max_finished`` recently
     finished ids (late duplicates of those are ignored).
     """
 
-    def __init__(self, *, max_streams: int = 200_000, max_finished: int = 100_000) -> None:
+    def __init__(self, *, max_streams: int = 200_000, max_finished: int = 10_000) -> None:
         self._running: OrderedDict[str, _Running] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._max_streams = max_streams
@@ -82,51 +86,99 @@ class StreamTracker:
         return len(self._running)
 
     def observe(self, ev: FirehoseEvent) -> FinishedStream | None:
+        """Fold one event (the one-event entry format ``f``)."""
         sid = ev.stream_id
         if sid in self._finished:
             return None
         seq = _seq(ev.entry_id)
         if ev.kind in _CHUNK_KINDS:
-            st = self._running.get(sid)
-            if st is None:
-                st = _Running(ev.model, ev.accepted_at_us, complete=seq == 1)
-                self._running[sid] = st
-                if len(self._running) > self._max_streams:
-                    self._running.popitem(last=False)
-            else:
-                self._running.move_to_end(sid)
-            if seq <= st.last_seq:
-                return None  # redelivered
-            if st.last_seq and seq != st.last_seq + 1:
-                st.complete = False  # a gap: skip that one inter-token sample
-            elif st.last_us is not None:
-                st.itl.add((ev.emitted_at_us - st.last_us) / 1e6)
-            if seq == 1:
-                st.first_us = ev.emitted_at_us
-            st.last_us = ev.emitted_at_us
-            st.last_seq = seq
+            self._chunk(self._state(sid, ev.model, ev.accepted_at_us, seq), seq, ev.emitted_at_us)
             return None
         if ev.kind not in _TERMINAL_KINDS:
             return None
+        return self._terminal(
+            sid, ev.model, ev.accepted_at_us, seq, ev.kind, ev.emitted_at_us, ev.tokens,
+            ev.payload, ev.error_code,
+        )  # fmt: skip
+
+    def observe_stream(self, s: FirehoseStream) -> FinishedStream | None:
+        """Fold one stream's events of a batch entry (format ``b``); its end, if among them.
+
+        The state is looked up once for the whole group, not once per event.
+        """
+        sid = s.stream_id
+        if sid in self._finished:
+            return None
+        st: _Running | None = None
+        chunk = self._chunk
+        for e in s.events:
+            if e.kind in _CHUNK_KINDS:
+                if st is None:
+                    st = self._state(sid, s.model, s.accepted_at_us, e.seq)
+                chunk(st, e.seq, e.emitted_at_us)
+            elif e.kind in _TERMINAL_KINDS:
+                raw = bytes(e.data)
+                return self._terminal(
+                    sid, s.model, s.accepted_at_us, e.seq, e.kind, e.emitted_at_us, e.tokens,
+                    None if raw == _NULL else raw, e.error_code,
+                )  # fmt: skip
+        return None
+
+    def _state(self, sid: str, model: str, accepted_us: int, seq: int) -> _Running:
+        st = self._running.get(sid)
+        if st is None:
+            st = _Running(model, accepted_us, complete=seq == 1)
+            self._running[sid] = st
+            if len(self._running) > self._max_streams:
+                self._running.popitem(last=False)
+        else:
+            self._running.move_to_end(sid)
+        return st
+
+    @staticmethod
+    def _chunk(st: _Running, seq: int, emitted_us: int) -> None:
+        if seq <= st.last_seq:
+            return  # redelivered
+        if st.last_seq and seq != st.last_seq + 1:
+            st.complete = False  # a gap: skip that one inter-token sample
+        elif st.last_us is not None:
+            st.itl.add((emitted_us - st.last_us) / 1e6)
+        if seq == 1:
+            st.first_us = emitted_us
+        st.last_us = emitted_us
+        st.last_seq = seq
+
+    def _terminal(
+        self,
+        sid: str,
+        model: str,
+        accepted_us: int,
+        seq: int,
+        kind: str,
+        emitted_us: int,
+        tokens: int,
+        payload: bytes | None,
+        error_code: str | None,
+    ) -> FinishedStream:
         st = self._running.pop(sid, None)
         if st is None:
             complete = seq == 1  # a stream that ended before any chunk
-            st = _Running(ev.model, ev.accepted_at_us, complete=complete)
+            st = _Running(model, accepted_us, complete=complete)
         else:
             complete = st.complete and seq == st.last_seq + 1
-        finish_reason, prompt_tokens = _done_details(ev)
+        finish_reason, prompt_tokens = _done_details(kind, payload)
         return FinishedStream(
             stream_id=sid,
-            model=ev.model,
-            kind=ev.kind,
-            accepted_us=ev.accepted_at_us,
-            terminal_us=ev.emitted_at_us,
-            tokens=ev.tokens,
+            model=model,
+            kind=kind,
+            accepted_us=accepted_us,
+            terminal_us=emitted_us,
+            tokens=tokens,
             first_us=st.first_us,
             last_us=st.last_us,
             itl=st.itl,
             complete=complete,
-            error_code=ev.error_code,
+            error_code=error_code,
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,
         )
@@ -160,12 +212,12 @@ def _seq(entry_id: str) -> int:
     return pos.seq if pos is not None else 0
 
 
-def _done_details(ev: FirehoseEvent) -> tuple[str | None, int]:
+def _done_details(kind: str, payload: bytes | None) -> tuple[str | None, int]:
     """finish_reason and prompt_tokens from a ``d`` event's payload (a DonePayload), if any."""
-    if ev.kind != "d" or ev.payload is None:
+    if kind != "d" or payload is None:
         return None, 0
     with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-        done = decode_done(ev.payload)
+        done = decode_done(payload)
         return done.finish_reason, done.prompt_tokens
     return None, 0
 

@@ -5,6 +5,11 @@ the ``metrics`` group) see every entry independently. Without ``group`` the run 
 group at each partition's current last id (``$``: only new entries) and destroys it at exit; a
 named group is created once (at ``$``) and resumes where it left off, acking what it printed.
 
+An entry is a batch of many streams' events (or one event, the older format): every event is
+printed, in entry order. ``limit`` counts events; an entry whose events were not all printed
+when the limit was reached stays unacked, so the next run of a named group prints it again
+(at-least-once, like the group itself).
+
 Output: ``text`` prints ``<stream_id> <model> <text>`` per chunk and ``<stream_id> <model>
 [done|error <code>]`` per terminal entry; ``jsonl`` prints one JSON object per event.
 """
@@ -24,8 +29,7 @@ from redis.exceptions import ResponseError
 
 from fakeai.config import Settings
 from fakeai.streams import Keys
-from fakeai.wire import decode_firehose
-from fakeai.wire.messages import FirehoseEvent
+from fakeai.wire import FirehoseEvent, firehose_events
 
 __all__ = ["chunk_text", "format_event", "run"]
 
@@ -140,16 +144,25 @@ async def run(
                 for eid, fields in entries:
                     if limit is not None and printed >= limit:
                         break  # unacked: a named group delivers the rest to its next run
-                    ids.append(eid)
                     try:
-                        ev = decode_firehose(fields[b"f"])
+                        events = firehose_events(fields)
                     except (KeyError, TypeError, msgspec.DecodeError, msgspec.ValidationError):
                         logger.warning("skipping malformed firehose entry %r", eid)
+                        ids.append(eid)
                         continue
-                    if (stream_id and ev.stream_id != stream_id) or (model and ev.model != model):
-                        continue
-                    out.write(format_event(ev, fmt) + "\n")
-                    printed += 1
+                    whole = True
+                    for ev in events:
+                        if (stream_id and ev.stream_id != stream_id) or (
+                            model and ev.model != model
+                        ):
+                            continue
+                        if limit is not None and printed >= limit:
+                            whole = False  # unacked: the next run prints this entry again
+                            break
+                        out.write(format_event(ev, fmt) + "\n")
+                        printed += 1
+                    if whole:
+                        ids.append(eid)
                 if ids:
                     pipe.xack(key, name, *ids)
             if len(pipe):

@@ -2,9 +2,10 @@
 
 Sequence:
 
-1. Read the stream's state in one round trip: meta ``cancel_requested`` and the log's last
-   entry. A log that already ends with a terminal entry (a request delivered again after a
-   failover that happened just after it finished) is only acknowledged.
+1. Read the stream's state: meta ``cancel_requested`` and the log's last entry (the service
+   reads those of a whole batch of requests in one round trip, :func:`read_states`). A log
+   that already ends with a terminal entry (a request delivered again after a failover that
+   happened just after it finished) is only acknowledged.
 2. A cancel requested before the start ends the stream at once (``e`` entry ``cancelled``).
 3. Meta ``running`` + producer; the full response is built with :mod:`fakeai.content` from the
    request seed (else derived from the stream id), then streamed by ``StreamManager`` with the
@@ -28,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aredis
@@ -36,7 +37,7 @@ import redis.asyncio as aredis
 from fakeai.config.settings import Settings
 from fakeai.content import build_chat_completion, build_text_completion
 from fakeai.services.producer.backoff import RETRYABLE, Backoff
-from fakeai.services.producer.records import EndCode, FirehoseTrims, Outcome, StreamRecords
+from fakeai.services.producer.records import EndCode, Outcome, StreamRecords
 from fakeai.services.producer.writer import LogWriter
 from fakeai.streaming import StreamManager
 from fakeai.streaming.base import (
@@ -50,7 +51,7 @@ from fakeai.streams.meta import F
 from fakeai.timing import LatencyModel
 from fakeai.wire import KIND_CHUNK, KIND_DONE, KIND_ERROR, KIND_RESPONSE, GenerationRequest, encode
 
-__all__ = ["Deps", "StreamRun", "plan_seed"]
+__all__ = ["Deps", "StreamRun", "StreamState", "plan_seed", "read_states"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,42 @@ class Deps:
     producer: str
     stream_timeout_s: float = 3600.0
     """A stream still running after this long ends with ``e`` ``timeout``."""
-    trims: FirehoseTrims = field(default_factory=FirehoseTrims)
-    """When each firehose partition is next trimmed (shared by the process's streams)."""
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
+class StreamState:
+    """What the log and meta say about a stream before its producer starts it."""
+
     cancel_requested: bool
     last_seq: int
     finished: bool
+
+
+async def read_states(redis: aredis.Redis, keys: Keys, stream_ids: list[str]) -> list[StreamState]:
+    """The states of ``stream_ids`` in one round trip (meta ``cancel_requested`` and the log's
+    last entry of each); retries while Redis is unavailable."""
+    backoff = Backoff()
+    while True:
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for sid in stream_ids:
+                pipe.hget(keys.meta(sid), F.CANCEL_REQUESTED)
+                pipe.xrevrange(keys.chunks(sid), "+", "-", count=1)
+            replies = await pipe.execute()
+            break
+        except RETRYABLE as e:
+            if backoff.failures == 0:
+                logger.warning("Redis unavailable (%s); retrying a state read", e)
+            await backoff.sleep()
+    states = []
+    for cancel, last in zip(replies[::2], replies[1::2], strict=True):
+        last_seq, finished = 0, False
+        if last:
+            raw_id, fields = last[0]
+            last_seq = int(raw_id.rpartition(b"-")[2])
+            finished = fields.get(b"k") in (KIND_DONE, KIND_ERROR)
+        states.append(StreamState(cancel not in (None, b"", b"0"), last_seq, finished))
+    return states
 
 
 class StreamRun:
@@ -109,9 +137,7 @@ class StreamRun:
             msg_id=msg_id,
             keys=deps.keys,
             firehose_partitions=deps.settings.firehose_partitions,
-            firehose_retention_s=deps.settings.firehose_retention_s,
             retention_s=deps.settings.retention_s if retention is None else retention,
-            trims=deps.trims,
         )
         self.end_code: str | None = None
         self._ended = asyncio.Event()
@@ -129,9 +155,13 @@ class StreamRun:
         if self._streaming:
             self.deps.manager.cancel_stream(self.stream_id)
 
-    async def run(self) -> str:
-        """Produce the stream; returns its final status (done, error, cancelled)."""
-        state = await self._read_state()
+    async def run(self, state: StreamState | None = None) -> str:
+        """Produce the stream; returns its final status (done, error, cancelled).
+
+        ``state`` is the stream's state if the caller already read it (:func:`read_states`).
+        """
+        if state is None:
+            state = await self._read_state()
         if state.finished:
             await self.deps.writer.write(self.records.ack())
             logger.info("stream %s: already complete, acknowledged", self.stream_id)
@@ -160,25 +190,8 @@ class StreamRun:
 
     # -- steps -------------------------------------------------------------------------------
 
-    async def _read_state(self) -> _State:
-        backoff = Backoff()
-        while True:
-            try:
-                pipe = self.deps.redis.pipeline(transaction=False)
-                pipe.hget(self.deps.keys.meta(self.stream_id), F.CANCEL_REQUESTED)
-                pipe.xrevrange(self.deps.keys.chunks(self.stream_id), "+", "-", count=1)
-                cancel, last = await pipe.execute()
-                break
-            except RETRYABLE as e:
-                if backoff.failures == 0:
-                    logger.warning("stream %s: Redis unavailable (%s)", self.stream_id, e)
-                await backoff.sleep()
-        last_seq, finished = 0, False
-        if last:
-            raw_id, fields = last[0]
-            last_seq = int(raw_id.rpartition(b"-")[2])
-            finished = fields.get(b"k") in (KIND_DONE, KIND_ERROR)
-        return _State(cancel not in (None, b"", b"0"), last_seq, finished)
+    async def _read_state(self) -> StreamState:
+        return (await read_states(self.deps.redis, self.deps.keys, [self.stream_id]))[0]
 
     def _build_response(self) -> dict[str, Any]:
         req = self.request

@@ -1,10 +1,14 @@
 """Write coalescing: one flusher per process sends the writes of every stream in pipelines.
 
-Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* and go on: either an
-*op* (a function that queues one or more commands on a redis-py pipeline), or, on the hot path,
-a :data:`Packed` command group (RESP bytes built once by the stream, see
-:mod:`.records`). A single flusher task takes everything pending and sends it in ONE write on
-one connection, then reads the replies, then the next batch.
+Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* and go on: an
+*op* (a function that queues one or more commands on a redis-py pipeline), a :data:`Packed`
+command group (RESP bytes), a :data:`Logged` data entry (the hot path: its log commands in RESP,
+built once by the stream, see :mod:`.records`, plus its firehose event), or a :class:`Final`
+(a stream's terminal op, its firehose event, and the op that must follow that event: the
+request's XACK). A single flusher task takes everything pending and sends it in ONE write on
+one connection, then reads the replies, then the next batch. The firehose events of a batch
+go out as one batch entry per partition (:mod:`.firehose`), after the batch's own commands and
+before the ``after`` ops of its :class:`Final` items.
 Chunks of many streams that fall due together therefore share a round trip, which is where
 the producer's throughput comes from (a pipeline of 100 XADDs costs ~17 µs per command against
 ~111 µs for an awaited XADD each; project notes, redis-faststream §1.9).
@@ -19,8 +23,10 @@ know the protocol.
 Contracts:
 
 - Order: ops are sent in the order they were put, and Redis runs the commands of one
-  connection in order, so a stream's entries land in seq order and a terminal entry's XACK
-  runs only after the terminal XADD before it.
+  connection in order, so a stream's entries land in seq order; firehose events keep their
+  put order within a stream; a terminal entry's XACK runs only after the terminal XADD and
+  after the firehose entry that carries its event (a request is never acknowledged before
+  the metrics consumer can see its end).
 - Backpressure: at most ``max_pending`` items wait; :meth:`put` awaits room beyond that (only
   while Redis is slow or down). :meth:`put_nowait` is the synchronous fast path for callers
   that put many items: it returns False instead of waiting.
@@ -30,7 +36,8 @@ Contracts:
   specified in XADD is equal or smaller than the target stream top item",
   https://redis.io/docs/latest/commands/xadd/), and that one error is ignored; hash writes,
   EXPIRE, ZREM and XACK are idempotent. Firehose entries (auto ids) can be duplicated after a
-  failure: the firehose is at-least-once, like any consumer group.
+  failure: the firehose is at-least-once, like any consumer group (its consumers drop
+  events whose seq they have seen).
 - Durability: :meth:`write` returns once the op's batch was executed (the stream task uses it
   for its terminal entry only, before the request is acknowledged).
 """
@@ -41,14 +48,25 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
 from fakeai.services.producer.backoff import RETRYABLE, Backoff
+from fakeai.services.producer.firehose import Event, Firehose, FirehoseBatch
 
-__all__ = ["Item", "LogWriter", "Op", "Packed", "WriteFailed", "is_duplicate_id_error"]
+__all__ = [
+    "Final",
+    "Item",
+    "LogWriter",
+    "Logged",
+    "Op",
+    "Packed",
+    "WriteFailed",
+    "is_duplicate_id_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +79,20 @@ Op = Callable[[Pipeline], None]
 Packed: TypeAlias = tuple[bytes, int]
 """``(RESP bytes of n commands, n)``: commands already in the Redis protocol."""
 
-Item: TypeAlias = Op | Packed
+Logged: TypeAlias = tuple[bytes, int, bytes, bytes, bytes]
+"""A data entry: ``(RESP bytes of n commands, n, *firehose event)`` (see :data:`.Event`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """A stream's end: ``op``, its firehose ``event``, then ``after`` (behind the firehose)."""
+
+    op: Op
+    event: Event
+    after: Op
+
+
+Item: TypeAlias = Op | Packed | Logged | Final
 """What :meth:`LogWriter.put` takes."""
 
 _Batch: TypeAlias = list[tuple[Item, "asyncio.Future[None] | None"]]
@@ -83,6 +114,7 @@ class LogWriter:
         self,
         redis: aredis.Redis,
         *,
+        firehose: Firehose | None = None,
         max_pending: int = 50_000,
         max_batch: int = 5_000,
         backoff_cap_s: float = 2.0,
@@ -92,6 +124,7 @@ class LogWriter:
                 f"max_pending and max_batch must be >= 1; got {max_pending}, {max_batch}"
             )
         self._redis = redis
+        self._firehose = firehose or Firehose()
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._backoff_cap_s = backoff_cap_s
@@ -137,7 +170,7 @@ class LogWriter:
         """Queue ``op`` and wait until its batch has been executed by Redis.
 
         Raises :class:`WriteFailed` if Redis refused one of its commands (a duplicate id is
-        not a failure).
+        not a failure); a refused firehose entry or ``after`` op of a :class:`Final` is logged.
         """
         while len(self._ops) >= self._max_pending:
             self._room.clear()
@@ -192,6 +225,11 @@ class LogWriter:
             break
         self.batches += 1
         self.commands += len(results)
+        if results.count(None) == len(results):  # the common case: no error to attribute
+            for _, fut in batch:
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+            return
         start = 0
         for (_, fut), end in zip(batch, bounds, strict=True):
             error = next(
@@ -210,7 +248,8 @@ class LogWriter:
     async def _execute(self, batch: _Batch) -> tuple[list[ResponseError | None], list[int]]:
         """Send the batch in one write on one connection; per command its error or None.
 
-        Also returns each item's end index in that list.
+        Also returns each item's end index in that list; the commands after the last bound
+        (firehose entries, trims, ``after`` ops) belong to no item: their errors are logged.
         """
         pool = self._redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -219,19 +258,36 @@ class LogWriter:
             bounds: list[int] = []
             n = 0
             pipe: Pipeline | None = None
+            events = FirehoseBatch()
+            add_event = events.add
+            afters: list[Op] = []
             for item, _ in batch:
-                if type(item) is tuple:
-                    parts.append(item[0])
-                    n += item[1]
+                kind = type(item)
+                if kind is tuple:
+                    parts.append(item[0])  # type: ignore[index]
+                    n += item[1]  # type: ignore[index]
+                    if len(item) == 5:  # type: ignore[arg-type]
+                        add_event(item[2], item[3], item[4])  # type: ignore[index]
                 else:
+                    if kind is Final:
+                        final: Final = item  # type: ignore[assignment]
+                        op = final.op
+                        add_event(*final.event)
+                        afters.append(final.after)
+                    else:
+                        op = item  # type: ignore[assignment]
                     if pipe is None:
                         pipe = self._redis.pipeline(transaction=False)
-                    stack = pipe.command_stack
-                    item(pipe)  # type: ignore[operator]
-                    parts.extend(conn.pack_commands([args for args, _ in stack]))
-                    n += len(stack)
-                    stack.clear()
+                    n += self._pack_op(conn, pipe, op, parts)
                 bounds.append(n)
+            if events:
+                fire, count = self._firehose.commands(events)
+                parts.extend(fire)
+                n += count
+            for op in afters:
+                if pipe is None:
+                    pipe = self._redis.pipeline(transaction=False)
+                n += self._pack_op(conn, pipe, op, parts)
             results: list[ResponseError | None] = []
             # One deadline for the whole batch instead of redis-py's one per reply.
             async with asyncio.timeout(conn.socket_timeout):
@@ -250,4 +306,17 @@ class LogWriter:
             raise
         finally:
             await pool.release(conn)
+        for error in results[bounds[-1] if bounds else 0 :]:
+            if error is not None:
+                logger.error("writer: Redis refused a firehose or ack command: %s", error)
         return results, bounds
+
+    @staticmethod
+    def _pack_op(conn: Any, pipe: Pipeline, op: Op, parts: list[bytes]) -> int:
+        """Pack the commands ``op`` queues with redis-py's packer; how many there were."""
+        stack = pipe.command_stack
+        op(pipe)
+        parts.extend(conn.pack_commands([args for args, _ in stack]))
+        count = len(stack)
+        stack.clear()
+        return count
