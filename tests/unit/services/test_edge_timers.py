@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 from starlette.types import Message
 
 from fakeai.services.edge.hub import Subscription, Wakeups
+from fakeai.services.edge.log import parse_flat
 from fakeai.services.edge.responses import EventStream, _StallWatch
 
 
@@ -42,6 +43,33 @@ async def test_subscription_heartbeat_through_shared_wakeups() -> None:
     assert await sub.get(0.02) == []  # idle: the heartbeat signal
     sub._push([])  # nothing to deliver, nothing to wake
     assert await sub.get(0.02) == []
+
+
+async def test_a_busy_subscription_holds_one_slot_and_beats_only_after_silence() -> None:
+    loop = asyncio.get_running_loop()
+    wakeups = Wakeups()
+    sub = Subscription(b"k", 0, 16, wakeups)
+    entry = parse_flat(b"1-1", [b"k", b"c", b"d", b"{}", b"t", b"1"])
+    got: list[list[object]] = []
+
+    async def consume() -> None:
+        while len(got) < 200:
+            got.append(list(await sub.get(30.0)))  # no heartbeat due while busy
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0)  # the consumer starts and waits
+    for _ in range(200):  # a wait per event: the slot is joined once, not per wait
+        assert sub._waiter is not None
+        assert sum(sub in slot for slot in wakeups._slots.values()) == 1
+        sub._push([entry])
+        await asyncio.sleep(0)  # the consumer takes the entry and waits again
+    await consumer
+    assert all(batch == [entry] for batch in got)  # entries, never a heartbeat in between
+    t0 = loop.time()
+    assert await sub.get(0.05) == []  # silence: the heartbeat, after the timeout
+    assert loop.time() - t0 >= 0.05 - 0.002
+    sub._release()
+    assert not any(sub in slot for slot in wakeups._slots.values())
 
 
 async def test_a_write_pending_past_send_timeout_ends_the_response() -> None:

@@ -46,6 +46,11 @@ def parse_pace(raw: str | None) -> float | None:
 
 def _after(batch: list[Entry], last: int) -> tuple[list[Entry], int, bool]:
     """The entries of ``batch`` after seq ``last``, up to a terminal one: (new, last, ended)."""
+    if len(batch) == 1:  # the usual live case: no new list
+        e = batch[0]
+        if e.seq <= last:
+            return [], last, False
+        return batch, e.seq, e.terminal
     out = []
     for e in batch:
         if e.seq <= last:

@@ -36,12 +36,13 @@ log entry (:attr:`Entry.sse`, shared by every client of the stream), a batch of 
 written as that object itself, and ``pipeline_lag`` is sampled once per write (below).
 
 Memory per open connection (an idle SSE stream may stay open for minutes; S5 holds 10,000):
-the response does not run inside the routing stack. :class:`RunStreamsOutside`, a middleware
-outside the edge's own middleware, gives the scope a slot; :meth:`EventStream.__call__` parks
-itself there and returns, so the route's frames (router, exception wrappers, the endpoint with
-its ``Request`` and request body) are released before the first byte is sent, and the
-middleware then runs the response with the server's own ``receive`` and ``send``. Without the
-middleware (any other stack) the response runs in place, as before.
+the response does not run inside the routing stack. :class:`RunStreamsOutside`, wrapped around
+the app's whole middleware stack (the error middleware too), gives the scope a slot;
+:meth:`EventStream.__call__` parks itself there and returns, so the route's frames (router,
+exception wrappers, the endpoint with its ``Request`` and request body) are released before
+the first byte is sent, and the middleware then runs the response with the server's own
+``receive`` and ``send``. Without the middleware (any other stack) the response runs in place,
+as before.
 
 JSON Lines and text use the same response without a heartbeat (a blank line or comment would
 corrupt those formats for naive readers).
@@ -248,9 +249,9 @@ def _sample_lag(
             now = time.time()
             if not timed_first:
                 timed_first = True
-                recorder.add(EDGE_TTFT, model, now - arrived)
+                recorder.add(EDGE_TTFT, model, now - arrived, now)
             if e.t_us:
-                recorder.add(PIPELINE_LAG, model, max(0.0, now - e.t_us / 1e6))
+                recorder.add(PIPELINE_LAG, model, max(0.0, now - e.t_us / 1e6), now)
             break
     return timed_first
 
