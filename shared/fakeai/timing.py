@@ -5,18 +5,29 @@ stream's start (the moment the request arrived): token 0 at ``ttft_s``, token k 
 ``ttft_s + itl_s[0] + ... + itl_s[k-1]``. Generators sleep until ``start + offset(k)`` on the
 event loop's clock (absolute deadlines), never ``sleep(itl)`` in a chain, so per-chunk work and
 oversleep do not accumulate into drift.
+
+Waiting is shared: :func:`wait_until` puts the waiter in the bucket of its deadline's
+millisecond on the loop's :class:`Ticker`, which keeps ONE loop timer, at its earliest bucket,
+and wakes a whole bucket at once. A thousand streams with a chunk due every ~30 ms then cost
+at most ~1,000 timer wake-ups per second, not one timer created, armed and fired per chunk.
+The resolution does not change under uvloop, whose timers and clock count whole milliseconds
+anyway (a deadline rounded to the nearest millisecond wakes when the loop's own timer would);
+on the default loop a wake-up can come up to half a millisecond before its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
+import math
+import threading
 from array import array
-from collections.abc import Iterator
+from collections.abc import Awaitable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["LatencyModel", "TimingPlan", "sleep_until"]
+__all__ = ["LatencyModel", "Ticker", "TimingPlan", "sleep_until", "ticker", "wait_until"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +76,109 @@ class TimingPlan:
         return self._offsets[-1] if self._offsets else self.ttft_s
 
 
+class _Ready:
+    """An awaitable that completes at once without suspending (a deadline already passed)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+READY: Awaitable[None] = _Ready()
+
+
+class Ticker:
+    """Wakes the waiters of one event loop in millisecond buckets with a single loop timer.
+
+    :meth:`wait` returns a future resolved when the deadline's bucket (the deadline rounded to
+    the nearest millisecond) is due, or :data:`READY` if the deadline has passed. Cancelling the
+    future (a cancelled task) is all it takes to leave: the bucket skips done futures.
+    """
+
+    __slots__ = ("_armed", "_buckets", "_handle", "_heap", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._buckets: dict[int, list[asyncio.Future[None]]] = {}
+        self._heap: list[int] = []
+        self._armed = math.inf
+        """The bucket the timer is set for (inf: no timer)."""
+        self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Futures in buckets (including cancelled ones not yet swept)."""
+        return sum(len(b) for b in self._buckets.values())
+
+    def wait(self, deadline: float) -> Awaitable[None]:
+        """An awaitable that completes at ``deadline`` (loop clock, nearest millisecond)."""
+        loop = self._loop
+        if deadline <= loop.time():
+            return READY
+        tick = round(deadline * 1000.0)
+        fut: asyncio.Future[None] = loop.create_future()
+        bucket = self._buckets.get(tick)
+        if bucket is not None:
+            bucket.append(fut)
+            return fut
+        self._buckets[tick] = [fut]
+        heapq.heappush(self._heap, tick)
+        if tick < self._armed:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._armed = tick
+            self._handle = loop.call_at(tick / 1000.0, self._fire)
+        return fut
+
+    def _fire(self) -> None:
+        loop = self._loop
+        heap, buckets = self._heap, self._buckets
+        # Every bucket whose millisecond has come (the clock may read a hair before the tick
+        # the timer was set for: half a millisecond of slack covers that, never a later tick).
+        limit = loop.time() * 1000.0 + 0.5
+        while heap and heap[0] <= limit:
+            for fut in buckets.pop(heapq.heappop(heap)):
+                if not fut.done():
+                    fut.set_result(None)
+        if heap:
+            self._armed = heap[0]
+            self._handle = loop.call_at(heap[0] / 1000.0, self._fire)
+        else:
+            self._armed = math.inf
+            self._handle = None
+
+
+class _Local(threading.local):
+    ticker: Ticker | None = None
+
+
+_local = _Local()
+"""The ticker of the loop that last asked in this thread. A ticker holds its loop, so a map
+from loops to tickers would keep every loop alive; a thread runs one loop at a time, so one
+slot per thread keeps at most one finished loop until the next one asks."""
+
+
+def ticker(loop: asyncio.AbstractEventLoop | None = None) -> Ticker:
+    """The :class:`Ticker` of ``loop`` (default: the running loop), created on first use."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    t = _local.ticker
+    if t is None or t._loop is not loop:
+        t = _local.ticker = Ticker(loop)
+    return t
+
+
+def wait_until(deadline: float) -> Awaitable[None]:
+    """Await it to sleep until ``deadline`` on the running loop's clock (shared timer); it
+    completes at once, without suspending, if the deadline has passed."""
+    return ticker().wait(deadline)
+
+
 async def sleep_until(deadline: float) -> None:
     """Sleep until ``deadline`` on the running loop's clock; return at once if it has passed."""
-    loop = asyncio.get_running_loop()
-    delay = deadline - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    await ticker().wait(deadline)
 
 
 class LatencyModel(Protocol):

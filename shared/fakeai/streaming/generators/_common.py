@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ import msgspec
 
 from fakeai.content.tokenizer import piece_ends
 from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
-from fakeai.timing import LatencyModel, TimingPlan, sleep_until
+from fakeai.timing import READY, LatencyModel, Ticker, TimingPlan, ticker
 
 __all__ = [
     "ChoicePlan",
@@ -87,7 +87,7 @@ class Pacer:
     ``first_s + token * gap_s`` (no per-token storage: a 600-token plan is ~10 KiB).
     """
 
-    __slots__ = ("_first", "_gap", "_origin", "_plan", "active")
+    __slots__ = ("_first", "_gap", "_origin", "_plan", "_ticker", "active")
 
     def __init__(
         self, plan: TimingPlan | None, gap_s: float, origin: float | None, first_s: float = 0.0
@@ -97,8 +97,11 @@ class Pacer:
         self._first = first_s
         self.active = self._plan is not None or gap_s > 0 or first_s > 0
         self._origin = 0.0
+        self._ticker: Ticker | None = None
         if self.active:
-            self._origin = origin if origin is not None else asyncio.get_running_loop().time()
+            loop = asyncio.get_running_loop()
+            self._ticker = ticker(loop)
+            self._origin = origin if origin is not None else loop.time()
 
     def due(self, token: int) -> float:
         """Loop time when ``token`` (0-based) is due; the origin when inactive."""
@@ -106,9 +109,12 @@ class Pacer:
             return self._origin + self._plan.offset(token)
         return self._origin + self._first + token * self._gap
 
-    async def wait(self, token: int) -> None:
-        if self.active:
-            await sleep_until(self.due(token))
+    def wait(self, token: int) -> Awaitable[None]:
+        """Await it to wait until ``token`` is due (the loop's shared :class:`~fakeai.timing.
+        Ticker`; no coroutine per call); completes at once when inactive or already due."""
+        if self._ticker is None:
+            return READY
+        return self._ticker.wait(self.due(token))
 
 
 def _override_s(name: str, value: float | None) -> float:
@@ -297,28 +303,39 @@ def stream_usage(full: Mapping[str, Any], prompt_tokens: int, streamed: int) -> 
 
 
 async def emit_steps(
-    context: StreamContext,
-    pacer: Pacer,
-    header: dict[str, Any],
-    choices: list[ChoicePlan],
-    make_choice: Callable[[int, Delta], dict[str, Any]],
-    chunk_type: str,
-    chunk_tokens: int,
-    usage: dict[str, Any] | None,
+    gen: ChoiceStreamGenerator, context: StreamContext, full_response: Any
 ) -> AsyncIterator[StreamChunk]:
-    """Emit step ``k`` of every choice (in index order) at the deadline of its last token, each
-    choice's finish chunk right after its last step, then the usage chunk if any."""
+    """The chunks of ``full_response`` as ``gen`` makes them: step ``k`` of every choice (in
+    index order) at the deadline of its last token, each choice's finish chunk right after its
+    last step, then the usage chunk if any.
+
+    One async generator from plan to chunks (planning happens at the first ``__anext__``, so
+    the pacer's default origin is the start of iteration): each chunk costs one frame to
+    resume, plus the shared timer's future when it has to wait.
+    """
+    full = to_dict(full_response)
+    choices = gen.plan_choices(full)
+    chunk_tokens = gen.chunk_tokens
+    max_tokens = max((c.tokens for c in choices), default=0)
+    pacer = make_pacer(context, gen.latency_manager, max_tokens)
+    usage = None
+    if context.include_usage:
+        usage = stream_usage(full, context.prompt_tokens, sum(c.tokens for c in choices))
+    header = gen.header(full, context)
+    make_choice = gen.choice
+    chunk_type = gen.chunk_type
     total = sum(c.deltas for c in choices) + sum(c.finish is not None for c in choices)
     total += usage is not None
-    max_tokens = max((c.tokens for c in choices), default=0)
-    lengths = [len(c.steps) for c in choices]
-    steps = [iter(c.steps) for c in choices]
-    n_steps = max(lengths, default=0)
+    # (choice, its step count, its step iterator), zipped once rather than once per step.
+    plan = [(c, len(c.steps), iter(c.steps)) for c in choices]
+    n_steps = max((n for _, n, _ in plan), default=0)
     sid = context.stream_id
+    wait, active = pacer.wait, pacer.active
     seq = 0
     for k in range(n_steps):
-        await pacer.wait(max(0, min((k + 1) * chunk_tokens, max_tokens) - 1))
-        for c, n, it in zip(choices, lengths, steps, strict=True):
+        if active:
+            await wait(max(0, min((k + 1) * chunk_tokens, max_tokens) - 1))
+        for c, n, it in plan:
             if k >= n:
                 continue
             for delta, tokens in next(it):
@@ -384,27 +401,6 @@ class ChoiceStreamGenerator(StreamingGenerator):
     def choice(index: int, delta: Delta) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def generate(
-        self, context: StreamContext, full_response: Any
-    ) -> AsyncIterator[StreamChunk]:
-        """Chunks of ``full_response`` at their token deadlines."""
-        full = to_dict(full_response)
-        choices = self.plan_choices(full)
-        streamed = sum(c.tokens for c in choices)
-        pacer = make_pacer(
-            context, self.latency_manager, max((c.tokens for c in choices), default=0)
-        )
-        usage = (
-            stream_usage(full, context.prompt_tokens, streamed) if context.include_usage else None
-        )
-        async for chunk in emit_steps(
-            context,
-            pacer,
-            self.header(full, context),
-            choices,
-            self.choice,
-            self.chunk_type,
-            self.chunk_tokens,
-            usage,
-        ):
-            yield chunk
+    def generate(self, context: StreamContext, full_response: Any) -> AsyncIterator[StreamChunk]:
+        """Chunks of ``full_response`` at their token deadlines (:func:`emit_steps`)."""
+        return emit_steps(self, context, full_response)
