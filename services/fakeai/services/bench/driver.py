@@ -29,6 +29,7 @@ __all__ = [
     "cores_by_role",
     "cpu_note",
     "header",
+    "measure_run",
     "run",
     "server_latency",
     "stack_meter",
@@ -43,7 +44,7 @@ class Scale:
 
     duration_s: float = 10.0
     s1: tuple[int, ...] = (1, 10, 100, 1000)
-    s2: tuple[int, ...] = (10, 100, 300, 1000)
+    s2: tuple[int, ...] = (10, 100, 200, 300, 500, 1000)
     s2_requests: int = 200
     """Requests per S2 level at least (TTFT percentiles need samples)."""
     s3: int = 100
@@ -141,7 +142,7 @@ class Driver:
         for c in levels:
             cfg = self.cfg(url, c, max_tokens=200, ttft_ms=0.0, itl_ms=0.0, timeout_s=120.0)
             run(run_bench(replace(cfg, requests=c, duration_s=None)))  # warm-up
-            res, cpu = meter.measure(functools.partial(run, run_bench(cfg)))
+            res, cpu = measure_run(meter, run_bench(cfg))
             total = sum(cpu.values())
             per = 1e6 * total / res["chunks"] if res["chunks"] else None
             split = cores_by_role(cpu, res, client=False)
@@ -175,12 +176,26 @@ class Driver:
     ]
 
 
+def measure_run(
+    meter: CpuMeter, coro: Awaitable[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run a bench coroutine; its result (plus ``machine_busy``, the whole machine's busy
+    fraction over the run) and the CPU seconds of the metered processes by role."""
+    busy0, total0 = procs.cpu_times()
+    res, cpu = meter.measure(functools.partial(run, coro))
+    busy1, total1 = procs.cpu_times()
+    res["machine_busy"] = (busy1 - busy0) / max(1.0, total1 - total0)
+    return res, cpu
+
+
 def cores_by_role(cpu: dict[str, float], res: dict[str, Any], *, client: bool = True) -> str:
     """``edge 0.31, producer 0.52, ...``: cores each role used over a bench run."""
     cores = {k: v / res["wall_s"] for k, v in cpu.items()}
     if client:
         cores["client"] = res.get("client_cpu_util") or 0.0
-    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items()))
+    text = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items()))
+    busy = res.get("machine_busy")
+    return text if busy is None or not client else f"{text}; machine {100 * busy:.0f} % busy"
 
 
 def cpu_note(level: int, cpu: dict[str, float], res: dict[str, Any]) -> str:
@@ -190,8 +205,9 @@ def cpu_note(level: int, cpu: dict[str, float], res: dict[str, Any]) -> str:
     server = sum(cpu.values()) / res["wall_s"]
     client = res.get("client_cpu_util") or 0.0
     nproc = procs.machine()["nproc"]
+    busy = res.get("machine_busy")
     busiest, busiest_s = per_role[0]
-    if server + client >= 0.9 * nproc:
+    if (busy is not None and busy >= 0.9) or server + client >= 0.9 * nproc:
         verdict = "the cores are full: CPU bounds the rate"
     elif busiest_s / res["wall_s"] >= 0.9:
         verdict = f"the {busiest} process has a core to itself and bounds the rate"
@@ -202,7 +218,9 @@ def cpu_note(level: int, cpu: dict[str, float], res: dict[str, Any]) -> str:
         )
     return (
         f"At {level} stream{'' if level == 1 else 's'}: µs per chunk by role: {parts}; cores "
-        f"in use: server {server:.2f} + client {client:.2f} of {nproc}: {verdict}."
+        f"in use: server {server:.2f} + client {client:.2f} of {nproc}"
+        + (f" (machine {100 * busy:.0f} % busy, kernel included)" if busy is not None else "")
+        + f": {verdict}."
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ProcInfo",
     "alive",
     "cpu_seconds",
+    "cpu_times",
     "descendants",
     "machine",
     "redis_cpu_seconds",
@@ -121,6 +122,16 @@ def redis_cpu_seconds(url: str) -> float | None:
         return None
     finally:
         client.close()
+
+
+def cpu_times() -> tuple[float, float]:
+    """``(busy, total)`` jiffies of the whole machine (``/proc/stat``): all processes and the
+    kernel's own work (network interrupts included), which per-process figures miss."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
 
 
 def machine() -> dict[str, Any]:
