@@ -73,6 +73,8 @@ def test_counts_chunks_tokens_and_requests(bench: Bench, serve: Any) -> None:
     assert res["chunks_per_request"] == 9
     assert res["output_tokens"] == 20 * 7
     assert res["ttft_ms"]["count"] == 20
+    assert res["headers_ms"]["count"] == 20
+    assert res["headers_ms"]["max"] <= res["ttft_ms"]["max"]
     assert res["itl_ms"]["count"] == 20 * 6
     assert res["chunks_per_s"] > 0
     assert res["requests_per_s"] > 0

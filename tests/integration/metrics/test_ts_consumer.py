@@ -303,3 +303,28 @@ async def test_sigkill_mid_batch_then_reclaim_counts_every_stream_once(
     assert out["all"]["ttft"]["count"] == n_streams
     assert out["all"]["e2e"]["count"] == n_streams
     assert out["all"]["itl"]["count"] == n_streams * (n_chunks - 1)
+
+
+async def test_linger_after_a_short_read_ends_at_once_on_stop(
+    redis_url: str, keys: Keys, r: aredis.Redis
+) -> None:
+    """After a read that was not full the consumer waits before reading again (so that the
+    next read gathers more); a stop during that wait ends the run at once."""
+    settings = _settings(redis_url, keys)
+    now_us = int(time.time() * 1e6) - 2_000_000
+    events = stream_events("s-1", "m", accepted_us=now_us, chunk_us=[now_us + 10, now_us + 30],
+                           terminal_us=now_us + 40)  # fmt: skip
+    stop = asyncio.Event()
+    c = MetricsConsumer(r, settings, consumer_name="c", block_ms=50, linger_s=3600)
+    task = asyncio.create_task(c.run(stop))
+    await eventually(lambda: _groups_exist(r, keys))
+    await publish(r, keys, PARTS, events, batched=True, per_entry=100)  # one entry, one read
+
+    async def counted() -> bool:
+        v = await r.hget(keys.counters(), counter_field("requests", "m"))
+        return v is not None and int(v) == 1
+
+    await eventually(counted, timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 5)  # not the hour-long linger
+    assert c.streams_committed == 1

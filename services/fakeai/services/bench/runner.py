@@ -145,6 +145,7 @@ async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> 
     st = _Stream(time.perf_counter(), check_ids=bool(resume), keep_text=bool(resume and cfg.verify))
     headers = cfg.headers()
     async with session.post(cfg.generate_url, json=cfg.body(), headers=headers) as resp:
+        o.headers = time.perf_counter() - st.t0
         if not await _open_check(resp, o):
             return
         sid = resp.headers.get("x-stream-id")

@@ -121,6 +121,8 @@ class Scenarios(Driver):
                 row.append(
                     f"{1000 * (edge.get('p50') or 0):.1f} / {1000 * (edge.get('p99') or 0):.1f}"
                 )
+                heads = res["headers_ms"]
+                row.append(f"{heads['p50'] or 0:.1f} / {heads['p99'] or 0:.1f}")
                 row.append(cores_by_role(cpu, res))
                 row.append("yes" if ok else "**no**")
                 if not ok and first_off is None:
@@ -157,7 +159,9 @@ class Scenarios(Driver):
             "request, each at the load that request met (requests in flight when it was "
             "sent, per producer); match = median within 5 % and p99 within 10 %, for TTFT "
             "and ITL. Server edge TTFT = the edge's own arrival-to-first-write time "
-            "(`GET /v1/metrics/latency`): the part of the client's TTFT the server controls.",
+            "(`GET /v1/metrics/latency`): the part of the client's TTFT the server controls. "
+            "Client to headers = request sent -> response headers received: the time the "
+            "request took to reach the edge and be accepted.",
             "",
             *md_table(
                 [
@@ -169,6 +173,7 @@ class Scenarios(Driver):
                     "ITL p50 obs / exp",
                     "ITL p99 obs / exp",
                     "server edge TTFT p50 / p99",
+                    "client to headers p50 / p99",
                     "cores by role",
                     "match",
                 ],

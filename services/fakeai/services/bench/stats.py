@@ -121,6 +121,8 @@ class Outcome:
     tokens: int = 0
     ttft: float | None = None
     e2e: float | None = None
+    headers: float | None = None
+    """Request sent -> response headers received (the server accepted the request)."""
     itl: list[float] = field(default_factory=list)
     resume_latency: list[float] = field(default_factory=list)
     gaps: int = 0
@@ -152,6 +154,7 @@ class Totals:
     ttft: list[float] = field(default_factory=list)
     itl: list[float] = field(default_factory=list)
     e2e: list[float] = field(default_factory=list)
+    headers: list[float] = field(default_factory=list)
     resume_latency: list[float] = field(default_factory=list)
     resumes: int = 0
     gaps: int = 0
@@ -186,6 +189,8 @@ class Totals:
             self.ttft.append(o.ttft)
         if o.e2e is not None:
             self.e2e.append(o.e2e)
+        if o.headers is not None:
+            self.headers.append(o.headers)
         self.itl.extend(o.itl)
 
     def result(self, *, wall_s: float, cpu_s: float, config: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +216,7 @@ class Totals:
             "ttft_ms": summarize(self.ttft),
             "itl_ms": summarize(self.itl),
             "e2e_ms": summarize(self.e2e),
+            "headers_ms": summarize(self.headers),
             "client_cpu_s": round(cpu_s, 3),
             "client_cpu_util": round(cpu_s / wall, 3),
             "client_cpu_us_per_chunk": round(1e6 * cpu_s / self.chunks_seen, 2)
