@@ -187,6 +187,16 @@ def test_resume_every_k_reconnects_without_gaps_or_duplicates(bench: Bench, serv
     assert res["chunks"] == 3 * 12
 
 
+def test_ramp_staggers_the_workers_start(bench: Bench, serve: Any) -> None:
+    url, _ = serve(tokens=3)
+    rc, res = bench(url, "--concurrency", "4", "--requests", "4", "--ramp-s", "2")
+    assert rc == 0, res
+    assert res["ramp_s"] == 2
+    # Workers start 0.5 s apart; each request takes milliseconds: one in flight at a time.
+    assert dict(res["in_flight_at_send"]) == {1: 4}
+    assert res["wall_s"] >= 1.5
+
+
 def test_resume_delay_keeps_the_client_away_before_each_resume(bench: Bench, serve: Any) -> None:
     url, state = serve(tokens=10)
     rc, res = bench(

@@ -118,6 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests sent first and not measured",
     )
     p.add_argument(
+        "--ramp-s",
+        type=_number(float, 0, "--ramp-s"),
+        default=0.0,
+        help="start the workers evenly over S seconds (default: all at once)",
+    )
+    p.add_argument(
         "--resume-every",
         type=_number(int, 1, "--resume-every"),
         help="drop the connection every K chunks and resume with Last-Event-ID",
@@ -182,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         api_key=args.api_key,
         timeout_s=args.timeout,
         warmup=args.warmup,
+        ramp_s=args.ramp_s,
         resume_every=args.resume_every,
         resume_delay_ms=args.resume_delay_ms,
         verify=not args.no_verify,

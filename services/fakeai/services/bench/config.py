@@ -34,6 +34,8 @@ class BenchConfig:
     api_key: str | None = None
     timeout_s: float = 60.0
     warmup: int = 0
+    ramp_s: float = 0.0
+    """Start the workers evenly over this many seconds instead of all at once."""
     resume_every: int | None = None
     resume_delay_ms: float = 0.0
     """Time away between a drop and its resume (the resume then has events to catch up on)."""
@@ -103,6 +105,7 @@ class BenchConfig:
             "requests_target": self.requests,
             "ttft_override_ms": self.ttft_ms,
             "itl_override_ms": self.itl_ms,
+            "ramp_s": self.ramp_s,
             "resume_every": self.resume_every,
             "resume_delay_ms": self.resume_delay_ms,
         }

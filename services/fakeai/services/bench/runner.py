@@ -245,7 +245,13 @@ async def run_bench(
         cpu0 = _cpu_s()
         in_flight = [0]
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
+            if cfg.ramp_s:
+                # A staggered start: closed-loop workers that all start at once send one burst
+                # of N requests, which is the load generator's shape, not a steady load.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(index * cfg.ramp_s / cfg.concurrency):
+                        await stop.wait()
             while not stop.is_set():
                 if remaining is not None:
                     if remaining[0] <= 0:
@@ -278,7 +284,7 @@ async def run_bench(
 
         tick = asyncio.create_task(ticker())
         try:
-            await asyncio.gather(*(worker() for _ in range(cfg.concurrency)))
+            await asyncio.gather(*(worker(i) for i in range(cfg.concurrency)))
         finally:
             wall = time.perf_counter() - t0
             cpu = _cpu_s() - cpu0

@@ -101,7 +101,13 @@ class Scenarios(Driver):
             for c in self.scale.s2:
                 n = max(self.scale.s2_requests, 3 * c)
                 cfg = self.cfg(
-                    stack.url, c, requests=n, duration_s=None, max_tokens=100, timeout_s=300.0
+                    stack.url,
+                    c,
+                    requests=n,
+                    duration_s=None,
+                    max_tokens=100,
+                    timeout_s=300.0,
+                    ramp_s=self.S2_RAMP_S,
                 )
                 res, cpu = measure_run(meter, run_bench(cfg))
                 exp_ttft, exp_itl = self._expected(manager, res["in_flight_at_send"], producers)
@@ -154,7 +160,9 @@ class Scenarios(Driver):
             f"Profile: TTFT {profile.ttft_ms:g}±{profile.ttft_std_ms:g} ms, ITL "
             f"{profile.itl_ms:g}±{profile.itl_std_ms:g} ms; ITL grows with the streams a "
             f"producer runs, x{profile.load_itl_factor:g} at {profile.max_concurrency_knee} "
-            "streams. Closed loop, 100-token streams, at least 3 requests per worker. "
+            "streams. Closed loop, 100-token streams, at least 3 requests per worker, the "
+            f"workers' starts spread over {self.S2_RAMP_S:g} s (`--ramp-s`; all at once, the "
+            "first round is one burst of N requests that queues in the client and the edge). "
             f"Expected = {self.PLANS_PER_REQUEST} plans from `LatencyProfileManager.plan` per "
             "request, each at the load that request met (requests in flight when it was "
             "sent, per producer); match = median within 5 % and p99 within 10 %, for TTFT "
@@ -194,6 +202,9 @@ class Scenarios(Driver):
         ]
 
     PLANS_PER_REQUEST = 4
+    S2_RAMP_S = 3.0
+    """About one request's length (TTFT + 100 tokens at the loaded ITL): workers start spread
+    over it, as a steady load would arrive, not as one burst of N requests."""
 
     def _expected(
         self, manager: LatencyProfileManager, loads: list[list[int]], producers: int
