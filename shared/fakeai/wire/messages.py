@@ -149,8 +149,12 @@ class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     @property
     def payload(self) -> bytes | None:
         """The carried JSON bytes, or None when the event carries none."""
-        raw = bytes(self.data)
-        return None if raw == _NULL else raw
+        return _payload(self.data)
+
+
+def _payload(data: msgspec.Raw) -> bytes | None:
+    raw = bytes(data)
+    return None if raw == _NULL else raw
 
 
 class FirehoseItem(msgspec.Struct, frozen=True, array_like=True):
@@ -163,6 +167,11 @@ class FirehoseItem(msgspec.Struct, frozen=True, array_like=True):
     tokens: int = 0
     data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(_NULL))
     error_code: str | None = None
+
+    @property
+    def payload(self) -> bytes | None:
+        """The carried JSON bytes, or None when the event carries none."""
+        return _payload(self.data)
 
 
 class FirehoseStream(msgspec.Struct, frozen=True, array_like=True):

@@ -12,7 +12,7 @@ import redis.asyncio as aredis
 
 from fakeai.services.producer import records as records_module
 from fakeai.services.producer.firehose import Firehose, FirehoseBatch, FirehoseTrims
-from fakeai.services.producer.records import Outcome, StreamRecords, pack
+from fakeai.services.producer.records import Outcome, StreamRecords
 from fakeai.services.producer.writer import LogWriter
 from fakeai.streams import PRODUCERS_GROUP, Keys
 from fakeai.streams.meta import F
@@ -26,6 +26,7 @@ from fakeai.wire import (
     encode,
     firehose_events,
 )
+from fakeai.wire.resp import pack
 
 # A model name that needs JSON escaping, to prove the event is not assembled naively.
 MODEL = 'odd "model" \\ é'

@@ -15,27 +15,32 @@ from fakeai.services.edge.responses import EventStream, _StallWatch
 async def test_wakeups_settle_a_waiter_after_its_timeout_never_before() -> None:
     loop = asyncio.get_running_loop()
     wakeups = Wakeups()
-    waiters = [loop.create_future() for _ in range(50)]
+    subs = [Subscription(b"k", 0, 16, wakeups) for _ in range(50)]
     t0 = loop.time()
-    slots = {wakeups.add(w, 0.08) for w in waiters}
+    waits = [asyncio.create_task(sub.get(0.08)) for sub in subs]
+    await asyncio.sleep(0)  # every wait has joined its slot
+    slots = {sub._slot for sub in subs}
     assert len(slots) <= 2  # fifty waits, one or two loop timers
-    await asyncio.gather(*waiters)
+    assert await asyncio.gather(*waits) == [[]] * 50
     elapsed = loop.time() - t0
     assert elapsed >= 0.08 - 0.002
     assert not wakeups._slots  # fired slots are gone
 
 
 async def test_a_discarded_waiter_is_left_alone_and_a_done_one_is_not_set_twice() -> None:
-    loop = asyncio.get_running_loop()
     wakeups = Wakeups()
-    kept, dropped, done = loop.create_future(), loop.create_future(), loop.create_future()
-    slot = wakeups.add(dropped, 0.02)
-    wakeups.add(kept, 0.02)
-    wakeups.add(done, 0.02)
-    done.set_result(None)
-    wakeups.discard(slot, dropped)
-    await kept
-    assert not dropped.done()
+    kept, dropped, done = (Subscription(b"k", 0, 16, wakeups) for _ in range(3))
+    kept_wait = asyncio.create_task(kept.get(0.02))
+    dropped_wait = asyncio.create_task(dropped.get(0.02))
+    done_wait = asyncio.create_task(done.get(0.02))
+    await asyncio.sleep(0)  # all three wait in their slots
+    entry = parse_flat(b"1-1", [b"k", b"c", b"d", b"{}", b"t", b"1"])
+    done._push([entry])  # settled by an entry before its slot fires
+    dropped._release()  # left its slot: the slot must not settle it
+    assert await kept_wait == []
+    assert await done_wait == [entry]
+    assert not dropped_wait.done()
+    dropped_wait.cancel()
 
 
 async def test_subscription_heartbeat_through_shared_wakeups() -> None:

@@ -126,8 +126,8 @@ class Driver:
         self.s1_rows: list[list[Any]] = []
         """S1's rows, kept for S6's side-by-side ratios."""
 
-    def stack(self, name: str) -> LocalStack:
-        return LocalStack(free_port(), self.work / name, self.up_args).start()
+    def stack(self, name: str, env: dict[str, str] | None = None) -> LocalStack:
+        return LocalStack(free_port(), self.work / name, self.up_args, env).start()
 
     def cfg(self, url: str, concurrency: int, **kw: Any) -> BenchConfig:
         base: dict[str, Any] = {"requests": None, "duration_s": self.scale.duration_s}

@@ -21,7 +21,6 @@ import asyncio
 import functools
 import logging
 import math
-import os
 import resource
 import statistics
 import sys
@@ -376,16 +375,7 @@ class Scenarios(Driver):
             resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
             n = min(n, top - 1024)
         # Every stream runs at once (a producer takes at most 5,000 by default).
-        env_key = "FAKEAI_MAX_STREAMS_PER_PRODUCER"
-        saved = os.environ.get(env_key)
-        os.environ[env_key] = str(max(n + 100, 5000))
-        try:
-            stack = self.stack("s5")
-        finally:
-            if saved is None:
-                os.environ.pop(env_key, None)
-            else:
-                os.environ[env_key] = saved
+        stack = self.stack("s5", {"FAKEAI_MAX_STREAMS_PER_PRODUCER": str(max(n + 100, 5000))})
         roles = ("edge", "producer", "metrics")
         pids = {role: stack.pids(role) for role in roles}
 

@@ -88,11 +88,19 @@ class _Server:
 class LocalStack(_Server):
     """``fakeai-streams up --port PORT --state-dir DIR`` and the processes it starts."""
 
-    def __init__(self, port: int, state_dir: Path, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        state_dir: Path,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(state_dir / "up.log")
         self.port = port
         self.state_dir = state_dir
         self.extra = extra or []
+        self.env = env or {}
+        """Environment variables set for ``up`` (and so for every service it starts)."""
         self.url = f"http://127.0.0.1:{port}"
         self.children: list[ProcInfo] = []
         self.redis_url: str | None = None
@@ -101,7 +109,7 @@ class LocalStack(_Server):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "fakeai.services.cli", "up", "--port", str(self.port)]
         cmd += ["--state-dir", str(self.state_dir), "--log-level", "WARNING", *self.extra]
-        proc = self._spawn(cmd)
+        proc = self._spawn(cmd, {**os.environ, **self.env} if self.env else None)
         try:
             wait_http(f"{self.url}/readyz", proc, timeout_s)
         except (RuntimeError, TimeoutError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib.util
 import logging
 import socket
@@ -48,6 +47,7 @@ from fakeai.services.edge.metrics_routes import routes as metrics_routes
 from fakeai.services.edge.protocol import ARRIVED, StampingHttpToolsProtocol
 from fakeai.services.edge.responses import RunStreamsOutside
 from fakeai.services.edge.state import EdgeState
+from fakeai.services.runtime import tune_gc
 from fakeai.streams import Keys
 from fakeai.timeseries.recorder import SampleRecorder
 
@@ -256,22 +256,6 @@ def serve(settings: Settings, *, fd: int | None = None) -> None:
     server = make_server(settings)
     tune_gc()
     server.run(sockets=None if fd is None else [inherited_socket(fd)])
-
-
-def tune_gc(gen0: int = 50_000) -> None:
-    """Fewer, cheaper garbage collections for a process that allocates per delivered chunk.
-
-    Every XREAD reply and every write allocates short-lived objects (a reply of 750 entries
-    is ~7,500), so the default gen0 threshold (700) runs a young collection about every
-    hundred entries and a full one, which walks every object of a thousand open responses,
-    every few seconds: a pause that delays every chunk due in it (the ITL tail at 1,000
-    streams). Objects alive at start-up (modules, the app) are moved out of the collector's
-    sight (``gc.freeze``, https://docs.python.org/3/library/gc.html#gc.freeze).
-    """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(gen0, gen1, gen2)
 
 
 def inherited_socket(fd: int) -> socket.socket:

@@ -37,6 +37,7 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from fakeai.services.edge.log import PAGE, Entry, StreamInterrupted, parse_flat
+from fakeai.wire.resp import pack
 
 __all__ = ["Hub", "Subscription", "Wakeups"]
 
@@ -46,58 +47,47 @@ _RESUME_HINT = "reconnect with Last-Event-ID to resume"
 
 
 class Wakeups:
-    """Timeouts shared by every waiting subscription: one loop timer per time slot, not one
-    per wait.
+    """Heartbeat timeouts shared by every waiting subscription: one loop timer per time slot,
+    not one per wait.
 
-    A wait of ``timeout`` joins the slot that ends at the next multiple of ``timeout / 8``
-    after ``now + timeout``, so it wakes between ``timeout`` and ``9/8 timeout`` later. An idle
+    A subscription joins the slot that ends at the next multiple of ``timeout / 8`` after its
+    deadline, so it wakes between ``timeout`` and ``9/8 timeout`` after its wait began. An idle
     SSE connection then costs a set entry instead of a loop timer (~0.5 KiB each; S5 holds
     10,000). Use from one event loop (the hub's).
 
-    A :class:`Subscription` joins a slot at most once per period, not once per wait: each wait
-    only notes when it began, and the slot, when it fires, settles the subscription's waiter
-    if it has waited ``timeout`` by then, or moves it to the slot of its own deadline. A busy
-    stream (a wait per delivered event) then costs no set add and discard per event.
+    A subscription joins a slot at most once per period, not once per wait: each wait only
+    notes when it began, and the slot, when it fires, settles the subscription's waiter if it
+    has waited ``timeout`` by then, or moves it to the slot of its own deadline. A busy stream
+    (a wait per delivered event) then costs no set add and discard per event.
     """
 
     __slots__ = ("_slots",)
 
     def __init__(self) -> None:
-        self._slots: dict[float, set[asyncio.Future[None] | Subscription]] = {}
+        self._slots: dict[float, set[Subscription]] = {}
 
-    def add(self, waiter: asyncio.Future[None], timeout: float) -> float:
-        """Settle ``waiter`` (if still pending) once ``timeout`` has passed; returns its slot."""
-        loop = waiter.get_loop()
-        return self._join(loop, waiter, loop.time() + timeout, timeout)
-
-    def discard(self, when: float, waiter: asyncio.Future[None] | Subscription) -> None:
-        slot = self._slots.get(when)
-        if slot is not None:
-            slot.discard(waiter)
-
-    def _join(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        item: asyncio.Future[None] | Subscription,
-        due: float,
-        timeout: float,
+    def join(
+        self, loop: asyncio.AbstractEventLoop, sub: Subscription, due: float, timeout: float
     ) -> float:
+        """Put ``sub`` in the slot of ``due`` (loop clock); returns that slot."""
         grain = timeout / 8
         when = math.ceil(due / grain) * grain if grain > 0 else loop.time()
         slot = self._slots.get(when)
         if slot is None:
             slot = self._slots[when] = set()
             loop.call_at(when, self._fire, loop, when)
-        slot.add(item)
+        slot.add(sub)
         return when
+
+    def discard(self, when: float, sub: Subscription) -> None:
+        slot = self._slots.get(when)
+        if slot is not None:
+            slot.discard(sub)
 
     def _fire(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         now = loop.time()
-        for item in self._slots.pop(when, ()):
-            if isinstance(item, Subscription):
-                item._on_slot(loop, now)
-            elif not item.done():
-                item.set_result(None)
+        for sub in self._slots.pop(when, ()):
+            sub._on_slot(loop, now)
 
 
 class Subscription:
@@ -117,9 +107,7 @@ class Subscription:
         "start_seq",
     )
 
-    def __init__(
-        self, key: bytes, start_seq: int, limit: int, wakeups: Wakeups | None = None
-    ) -> None:
+    def __init__(self, key: bytes, start_seq: int, limit: int, wakeups: Wakeups) -> None:
         self._wakeups = wakeups
         self.key = key
         self.start_seq = start_seq
@@ -184,23 +172,16 @@ class Subscription:
                 raise self._failure
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer: asyncio.TimerHandle | None = None
             if timeout is not None:
-                wakeups = self._wakeups
-                if wakeups is None:
-                    timer = loop.call_later(timeout, _settle, waiter)
-                else:
-                    since = self._waiting_since = loop.time()
-                    if self._slot is None or timeout != self._timeout:
-                        self._release()  # a different timeout: the slot of the new one
-                        self._slot = wakeups._join(loop, self, since + timeout, timeout)
-                    self._timeout = timeout
+                since = self._waiting_since = loop.time()
+                if self._slot is None or timeout != self._timeout:
+                    self._release()  # a different timeout: the slot of the new one
+                    self._slot = self._wakeups.join(loop, self, since + timeout, timeout)
+                self._timeout = timeout
             try:
                 await waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
             if timeout is not None and not self._items and self._failure is None:
                 return []
         if self._failure is not None:
@@ -214,29 +195,19 @@ class Subscription:
         next wait."""
         self._slot = None
         w = self._waiter
-        if w is None or w.done() or self._wakeups is None:
+        if w is None or w.done():
             return
         due = self._waiting_since + self._timeout
         if due <= now + 0.001:  # loop timers may fire up to a millisecond early
             w.set_result(None)
         else:
-            self._slot = self._wakeups._join(loop, self, due, self._timeout)
+            self._slot = self._wakeups.join(loop, self, due, self._timeout)
 
     def _release(self) -> None:
         """Leave the heartbeat slot (the subscription has ended)."""
-        if self._slot is not None and self._wakeups is not None:
+        if self._slot is not None:
             self._wakeups.discard(self._slot, self)
             self._slot = None
-
-
-def _bulk(arg: bytes) -> bytes:
-    """One RESP bulk string (https://redis.io/docs/latest/develop/reference/protocol-spec/)."""
-    return b"$%d\r\n%s\r\n" % (len(arg), arg)
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class Hub:
@@ -430,12 +401,10 @@ class Hub:
             return await conn.execute_command(  # type: ignore[no-untyped-call]
                 "XREAD", "COUNT", PAGE, "BLOCK", self._block_ms, "STREAMS", *keys, *ids
             )
-        head = b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n%s$5\r\nBLOCK\r\n%s$7\r\nSTREAMS\r\n" % (
-            6 + 2 * len(keys),
-            _bulk(b"%d" % PAGE),
-            _bulk(b"%d" % self._block_ms),
-        )
-        packed = b"".join([head, *map(_bulk, keys), *map(_bulk, ids)])
+        packed = pack(
+            b"XREAD", b"COUNT", b"%d" % PAGE, b"BLOCK", b"%d" % self._block_ms, b"STREAMS",
+            *keys, *ids,
+        )  # fmt: skip
         await connection.send_packed_command(packed, check_health=False)
         return await connection.read_response()
 

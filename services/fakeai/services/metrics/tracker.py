@@ -30,7 +30,6 @@ __all__ = ["FinishedStream", "StreamTracker", "fold_finished", "rebuild"]
 
 _CHUNK_KINDS = frozenset({"c", "r"})
 _TERMINAL_KINDS = frozenset({"d", "e"})
-_NULL = b"null"
 
 
 @dataclass(slots=True)
@@ -117,10 +116,9 @@ class StreamTracker:
                     st = self._state(sid, s.model, s.accepted_at_us, e.seq)
                 chunk(st, e.seq, e.emitted_at_us)
             elif e.kind in _TERMINAL_KINDS:
-                raw = bytes(e.data)
                 return self._terminal(
                     sid, s.model, s.accepted_at_us, e.seq, e.kind, e.emitted_at_us, e.tokens,
-                    None if raw == _NULL else raw, e.error_code,
+                    e.payload, e.error_code,
                 )  # fmt: skip
         return None
 

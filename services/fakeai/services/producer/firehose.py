@@ -20,20 +20,12 @@ from __future__ import annotations
 import time
 from typing import TypeAlias
 
-__all__ = ["Event", "Firehose", "FirehoseBatch", "FirehoseTrims", "bulk", "pack"]
+from fakeai.wire.resp import pack
+
+__all__ = ["Event", "Firehose", "FirehoseBatch", "FirehoseTrims"]
 
 Event: TypeAlias = tuple[bytes, bytes, bytes]
 """``(partition key, stream head, event)``: one firehose event, ready to be batched."""
-
-
-def bulk(arg: bytes) -> bytes:
-    """One RESP bulk string (https://redis.io/docs/latest/develop/reference/protocol-spec/)."""
-    return b"$%d\r\n%s\r\n" % (len(arg), arg)
-
-
-def pack(*args: bytes) -> bytes:
-    """One command in the Redis protocol (an array of bulk strings)."""
-    return b"*%d\r\n" % len(args) + b"".join(map(bulk, args))
 
 
 class FirehoseTrims:
@@ -97,11 +89,7 @@ class Firehose:
             entry = b"[%s]" % b",".join(
                 b"%s%s]]" % (head, b",".join(events)) for head, events in streams.items()
             )
-            # XADD <key> * b <entry>: 5 arguments
-            parts.append(
-                b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\nb\r\n$%d\r\n%s\r\n"
-                % (len(key), key, len(entry), entry)
-            )
+            parts.append(pack(b"XADD", key, b"*", b"b", entry))
             n += 1
             if self.trims.due(key, t_us):
                 minid = t_us // 1000 - self.retention_s * 1000

@@ -25,7 +25,6 @@ from typing import Any
 
 import msgspec
 
-from fakeai.services.producer.firehose import bulk, pack
 from fakeai.services.producer.writer import Final, Logged, Op, Pipeline
 from fakeai.streams import PRODUCERS_GROUP, Keys, entry_id
 from fakeai.streams.meta import F
@@ -39,8 +38,9 @@ from fakeai.wire import (
     GenerationRequest,
     encode,
 )
+from fakeai.wire.resp import bulk, pack
 
-__all__ = ["EndCode", "Outcome", "StreamRecords", "ack_op", "now_us", "pack"]
+__all__ = ["EndCode", "Outcome", "StreamRecords", "ack_op", "now_us"]
 
 
 class EndCode:

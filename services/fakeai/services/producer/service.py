@@ -22,7 +22,6 @@ over once they have been idle for its reclaim time.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import secrets
@@ -39,12 +38,12 @@ from fakeai.services.producer.intake import RawRequest, RequestIntake
 from fakeai.services.producer.records import EndCode, ack_op
 from fakeai.services.producer.runner import Deps, StreamRun, StreamState, read_states
 from fakeai.services.producer.writer import LogWriter
-from fakeai.services.runtime import run_until_signalled
+from fakeai.services.runtime import run_until_signalled, tune_gc
 from fakeai.streaming import StreamManager
 from fakeai.streams import Keys
 from fakeai.wire import CancelSignal, decode_request
 
-__all__ = ["Producer", "consumer_name", "main", "run", "tune_gc"]
+__all__ = ["Producer", "consumer_name", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,19 +242,3 @@ def main(settings: Settings) -> None:
     """Run one producer in this process (uvloop if installed) until SIGINT or SIGTERM."""
     tune_gc()
     run_until_signalled(lambda stop: run(settings, stop=stop))
-
-
-def tune_gc(gen0: int = 50_000) -> None:
-    """Fewer, cheaper garbage collections for a process that allocates per chunk.
-
-    Every chunk allocates a few short-lived objects, so the default gen0 threshold (700) runs a
-    collection every few dozen chunks and a full one, which walks every live object of a
-    thousand running streams, every few seconds: a pause of tens of ms that delays every
-    chunk due in it (the ITL tail at 1,000 streams). Objects alive at start-up (modules,
-    profiles, vocabularies) are moved out of the collector's sight (``gc.freeze``,
-    https://docs.python.org/3/library/gc.html#gc.freeze).
-    """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(gen0, gen1, gen2)

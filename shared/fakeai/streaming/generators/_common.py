@@ -32,6 +32,7 @@ __all__ = [
     "ChoiceStreamGenerator",
     "Delta",
     "LazySteps",
+    "PacedGenerator",
     "Pacer",
     "Steps",
     "TextUnits",
@@ -373,15 +374,8 @@ async def emit_steps(
         )
 
 
-class ChoiceStreamGenerator(StreamingGenerator):
-    """Streams a response's choices step by step: the shared part of chat and completions.
-
-    Subclasses say how a response becomes :class:`ChoicePlan` objects (:meth:`plan_choices`),
-    what every chunk's fixed fields are (:meth:`header`) and how one delta becomes a choice
-    (:meth:`choice`).
-    """
-
-    chunk_type: str = ""
+class PacedGenerator(StreamingGenerator):
+    """A generator paced by a latency model (:func:`make_pacer`), ``chunk_tokens`` per step."""
 
     def __init__(
         self, latency_manager: LatencyModel | None = None, *, chunk_tokens: int = 1
@@ -390,6 +384,17 @@ class ChoiceStreamGenerator(StreamingGenerator):
             raise ValueError(f"chunk_tokens must be >= 1; got {chunk_tokens}")
         self.latency_manager = latency_manager
         self.chunk_tokens = chunk_tokens
+
+
+class ChoiceStreamGenerator(PacedGenerator):
+    """Streams a response's choices step by step: the shared part of chat and completions.
+
+    Subclasses say how a response becomes :class:`ChoicePlan` objects (:meth:`plan_choices`),
+    what every chunk's fixed fields are (:meth:`header`) and how one delta becomes a choice
+    (:meth:`choice`).
+    """
+
+    chunk_type: str = ""
 
     def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
         raise NotImplementedError

@@ -31,10 +31,16 @@ from typing import Any
 
 from fakeai.content.audio import synthesize_pcm16
 from fakeai.content.tokenizer import split_pieces
-from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
-from fakeai.streaming.generators._common import Delta, Unit, group_units, make_pacer, to_dict
+from fakeai.streaming.base import StreamChunk, StreamContext
+from fakeai.streaming.generators._common import (
+    Delta,
+    PacedGenerator,
+    Unit,
+    group_units,
+    make_pacer,
+    to_dict,
+)
 from fakeai.streaming.generators.audio import audio_slices
-from fakeai.timing import LatencyModel
 
 __all__ = ["MODALITIES", "RealtimeStreamingGenerator"]
 
@@ -189,16 +195,8 @@ class _Builder:
         return units, done_item
 
 
-class RealtimeStreamingGenerator(StreamingGenerator):
+class RealtimeStreamingGenerator(PacedGenerator):
     """Streams a response as GA Realtime server events, one token piece per delta event."""
-
-    def __init__(
-        self, latency_manager: LatencyModel | None = None, *, chunk_tokens: int = 1
-    ) -> None:
-        if chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens must be >= 1; got {chunk_tokens}")
-        self.latency_manager = latency_manager
-        self.chunk_tokens = chunk_tokens
 
     async def generate(
         self, context: StreamContext, full_response: Any
