@@ -1,4 +1,5 @@
-"""`fakeai-streams up` from a subprocess: starts everything, serves, stops cleanly on SIGINT."""
+"""`fakeai-streams up` from a subprocess: starts everything, serves, stops cleanly on SIGINT; with
+an embedded Redis, an external one, and an external 3-master cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,13 +49,24 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.parametrize("external", [False, True], ids=["embedded-redis", "external-redis"])
-def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: bool) -> None:
+def _env(prefix: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
     env.pop("REDIS_URL", None)
-    env["FAKEAI_KEY_PREFIX"] = f"up{os.getpid()}{int(external)}"
+    env["FAKEAI_KEY_PREFIX"] = prefix
+    return env
+
+
+@pytest.mark.parametrize("redis", ["embedded", "external", "cluster"],
+                         ids=["embedded-redis", "external-redis", "external-cluster"])  # fmt: skip
+def test_up_serves_and_stops_cleanly(
+    tmp_path: Path, key_prefix: str, request: pytest.FixtureRequest, redis: str
+) -> None:
+    external = redis != "embedded"
+    env = _env(key_prefix)
     if external:
-        env["FAKEAI_REDIS_URL"] = redis_url
+        env["FAKEAI_REDIS_URL"] = request.getfixturevalue(
+            "cluster_url" if redis == "cluster" else "redis_url"
+        )
     cmd = [
         sys.executable,
         "-m",
@@ -77,6 +90,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, redis_url: str, external: b
             )
         m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         assert m, line
+        assert ("Redis: external cluster" in line) is (redis == "cluster"), line
         base = m.group(1)
         children = _children(proc.pid)
         assert len(children) >= 3 + (0 if external else 1)  # producer, metrics, edge (+ redis)
@@ -152,3 +166,25 @@ def _shell_tools_round_trip(
     copy = _cli(["export", stream_id], other).stdout.splitlines()
     assert copy[1:] == export.stdout.splitlines()[1:]  # same ids, timings and payloads
     assert json.loads(copy[0])["meta"]["imported"] == "1"
+
+    deleted = _cli(["delete", stream_id], other)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.startswith(f"deleted {stream_id} (status done)")
+    gone = _cli(["export", stream_id], other)
+    assert gone.returncode == 1
+    assert "not found" in gone.stderr
+
+
+def test_up_refuses_layout1_data_in_one_line(tmp_path: Path, redis_url: str, sync_r: Any,
+                                            key_prefix: str) -> None:  # fmt: skip
+    """Data of the previous key layout: one line naming the fix, exit 1, nothing started."""
+    sync_r.xadd(f"{key_prefix}:requests", {"r": "x"})  # a layout-1 name (Keys.layout1_markers)
+    env = {**_env(key_prefix), "FAKEAI_REDIS_URL": redis_url}
+    t0 = time.monotonic()
+    up = _cli(["up", "--port", "0", "--state-dir", str(tmp_path)], env)
+    assert up.returncode == 1
+    assert time.monotonic() - t0 < 10
+    assert up.stderr.count("\n") == 1, up.stderr
+    assert "key layout 1" in up.stderr
+    assert "fakeai-streams migrate" in up.stderr
+    assert "ready" not in up.stdout

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import random
 import time
+from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 from tests.support.servers import wait_until
+from tests.support.sse import chat_text, timing
 from tests.support.stack import Stack
 
 from fakeai.streams import Keys
@@ -26,19 +28,6 @@ BODY = {
 }
 
 
-def _timing(ttft_ms: int, itl_ms: int) -> dict[str, str]:
-    return {"X-FakeAI-TTFT-Ms": str(ttft_ms), "X-FakeAI-ITL-Ms": str(itl_ms)}
-
-
-def _text(events: list[ServerSentEvent]) -> str:
-    out = []
-    for e in events:
-        if e.data and e.data != "[DONE]":
-            for ch in json.loads(e.data).get("choices", []):
-                out.append(ch.get("delta", {}).get("content") or "")
-    return "".join(out)
-
-
 def _read_all(c: httpx.Client, sid: str) -> list[ServerSentEvent]:
     with connect_sse(c, "GET", f"/v1/streams/{sid}") as source:
         return [e for e in source.iter_sse() if e.data]
@@ -52,7 +41,7 @@ def test_random_client_disconnects_and_resumes_lose_and_repeat_nothing(stack: St
     with httpx.Client(base_url=stack.url, timeout=20) as c:
         got: list[ServerSentEvent] = []
         with connect_sse(
-            c, "POST", "/v1/chat/completions", json=body, headers=_timing(0, 3)
+            c, "POST", "/v1/chat/completions", json=body, headers=timing(0, 3)
         ) as source:
             sid = source.response.headers["x-stream-id"]
             for e in source.iter_sse():
@@ -72,15 +61,15 @@ def test_random_client_disconnects_and_resumes_lose_and_repeat_nothing(stack: St
         whole = _read_all(c, sid)
     assert resumes >= 5
     assert [e.id for e in got] == [e.id for e in whole]  # no gap, no duplicate
-    assert _text(got) == _text(whole)
-    assert len(_text(whole).split()) >= 60
+    assert chat_text(got) == chat_text(whole)
+    assert len(chat_text(whole).split()) >= 60
 
 
 def test_server_side_disconnects_every_few_events(stack: Stack) -> None:
     """``X-FakeAI-Disconnect-After`` cuts each response; resuming gets everything once."""
     body = {**BODY, "max_tokens": 60}
     with httpx.Client(base_url=stack.url, timeout=20) as c:
-        cut = {**_timing(0, 2), "X-FakeAI-Disconnect-After": "7"}
+        cut = {**timing(0, 2), "X-FakeAI-Disconnect-After": "7"}
         with connect_sse(c, "POST", "/v1/chat/completions", json=body, headers=cut) as source:
             sid = source.response.headers["x-stream-id"]
             got = list(source.iter_sse())
@@ -101,7 +90,7 @@ def test_cancel_stops_generation(stack: Stack) -> None:
         events = []
         start = time.monotonic()
         with connect_sse(
-            c, "POST", "/v1/chat/completions", json=body, headers=_timing(0, 20)
+            c, "POST", "/v1/chat/completions", json=body, headers=timing(0, 20)
         ) as source:
             sid = source.response.headers["x-stream-id"]
             for e in source.iter_sse():
@@ -120,7 +109,7 @@ def test_replay_original_pace_matches_the_recording_and_fast_is_faster(stack: St
     """20 chunks recorded at 50 ms ITL replay in about 1 s at original pace."""
     body = {**BODY, "max_tokens": 20, "stream": False}
     with httpx.Client(base_url=stack.url, timeout=20) as c:
-        resp = c.post("/v1/chat/completions", json={**body, "stream": True}, headers=_timing(0, 50))
+        resp = c.post("/v1/chat/completions", json={**body, "stream": True}, headers=timing(0, 50))
         sid = resp.headers["x-stream-id"]
         timed = {}
         for pace in ("original", "fast"):
@@ -135,7 +124,7 @@ def test_replay_original_pace_matches_the_recording_and_fast_is_faster(stack: St
     assert timed["fast"] < timed["original"] / 3
 
 
-def test_edge_records_delivery_timing_and_client_disconnects(stack: Stack, sync_r) -> None:
+def test_edge_records_delivery_timing_and_client_disconnects(stack: Stack, store: Any) -> None:
     keys = Keys(stack.settings.key_prefix)
     with httpx.Client(base_url=stack.url, timeout=20) as c:
         for _ in range(3):
@@ -148,7 +137,7 @@ def test_edge_records_delivery_timing_and_client_disconnects(stack: Stack, sync_
             "POST",
             "/v1/chat/completions",
             json={**BODY, "max_tokens": 50},
-            headers=_timing(0, 20),
+            headers=timing(0, 20),
         ) as source:
             next(source.iter_sse())  # then drop the connection
 
@@ -158,5 +147,5 @@ def test_edge_records_delivery_timing_and_client_disconnects(stack: Stack, sync_
 
         summary = wait_until(lambda: latency().get("edge_ttft", {}).get("count", 0) >= 4)
         assert summary
-        field = counter_field(CLIENT_DISCONNECTS, MODEL)
-        wait_until(lambda: int(sync_r.hget(keys.counters(), field) or 0) >= 1, timeout_s=10)
+        field = counter_field(CLIENT_DISCONNECTS)
+        wait_until(lambda: int(store.hget(keys.counters(MODEL), field) or 0) >= 1, timeout_s=10)

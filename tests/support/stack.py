@@ -1,7 +1,9 @@
-"""Start the whole pipeline in-process for end-to-end tests: producers and an edge.
+"""Start the whole pipeline in-process for end-to-end tests: producers, an edge, and
+optionally the metrics consumer.
 
-Each producer runs ``fakeai.services.producer.service.run`` on its own event loop in a thread
-(the way it runs in its own process in production); the edge runs under real uvicorn
+Each producer runs ``fakeai.services.producer.service.run`` (the metrics consumer
+``fakeai.services.metrics.service.run``) on its own event loop in a thread (the way it runs in
+its own process in production); the edge runs under real uvicorn
 (:func:`tests.support.servers.run_asgi`). Everything talks through the test's Redis under the
 test's key prefix, and everything is stopped, in order, when the ``with`` block ends: the edge
 first (stop intake), then the producers.
@@ -20,16 +22,18 @@ from tests.support.servers import run_asgi
 
 from fakeai.config import Settings
 from fakeai.services.edge import create_app
+from fakeai.services.metrics.service import run as run_metrics
 from fakeai.services.producer.service import run as run_producer
 
 __all__ = ["Stack", "run_stack"]
 
 
-class _ProducerThread:
-    """One producer on its own loop; :meth:`stop` sets its stop event and joins."""
+class _ServiceThread:
+    """One service on its own loop; :meth:`stop` sets its stop event and joins."""
 
-    def __init__(self, settings: Settings, name: str) -> None:
+    def __init__(self, settings: Settings, name: str, metrics: bool = False) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -41,7 +45,10 @@ class _ProducerThread:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             self._ready.set()
-            await run_producer(self._settings, stop=self._stop, drain_s=1.0)
+            if self._metrics:
+                await run_metrics(self._settings, stop=self._stop)
+            else:
+                await run_producer(self._settings, stop=self._stop, drain_s=1.0)
 
         try:
             asyncio.run(body())
@@ -53,7 +60,7 @@ class _ProducerThread:
     def start(self) -> None:
         self._thread.start()
         if not self._ready.wait(10):
-            raise TimeoutError("producer thread did not start")
+            raise TimeoutError(f"{self._thread.name} thread did not start")
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
@@ -61,9 +68,9 @@ class _ProducerThread:
                 self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            raise TimeoutError("producer did not stop in time")
+            raise TimeoutError(f"{self._thread.name} did not stop in time")
         if self.error is not None:
-            raise RuntimeError("producer failed") from self.error
+            raise RuntimeError(f"{self._thread.name} failed") from self.error
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def run_stack(settings: Settings, *, producers: int = 1) -> Iterator[Stack]:
-    """``with run_stack(settings) as stack:`` producers + edge, on ``stack.url``."""
-    threads = [_ProducerThread(settings, f"producer-{i}") for i in range(producers)]
+def run_stack(settings: Settings, *, producers: int = 1, metrics: bool = False) -> Iterator[Stack]:
+    """``with run_stack(settings) as stack:`` producers + edge (+ the metrics consumer), on
+    ``stack.url``."""
+    threads = [_ServiceThread(settings, f"producer-{i}") for i in range(producers)]
+    if metrics:
+        threads.append(_ServiceThread(settings, "metrics", metrics=True))
     try:
         for t in threads:
             t.start()

@@ -1,9 +1,11 @@
 """`fakeai-streams up`: everything on one machine, started and stopped in order.
 
 Start-up:
- 1. Redis: the configured one, or an embedded server with its append-only file under
-    ``<state-dir>/redis`` (recorded streams survive a restart); its URL is announced in
-    ``<state-dir>/redis.url`` for the shell tools.
+ 1. Redis: the configured one (a single server or a cluster, detected), or an embedded server
+    with its append-only file under ``<state-dir>/redis`` (recorded streams survive a restart);
+    its URL is announced in ``<state-dir>/redis.url`` for the shell tools. It is checked before
+    anything starts (:func:`fakeai.services.runtime.preflight`): a Redis that does not answer,
+    or holds another key layout, ends ``up`` with one line and exit status 1.
  2. Producers and the metrics consumer (child processes).
  3. The edge: ``up`` binds the listening socket itself and hands it to each edge worker, so
     several edge processes share one port.
@@ -21,6 +23,7 @@ that order) and get SIGTERM if ``up`` itself dies, so nothing is left orphaned.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -33,6 +36,8 @@ from dataclasses import dataclass
 
 from fakeai.config import Settings
 from fakeai.embedded_redis import EmbeddedRedis, die_with_parent
+from fakeai.services.runtime import RedisUnusable, preflight, redact
+from fakeai.streams.client import LayoutMismatch
 
 __all__ = ["child_env", "run_up"]
 
@@ -107,15 +112,25 @@ def _stop(children: list[_Child], deadline_s: float) -> None:
             c.proc.wait()
 
 
+def _hint(e: Exception, embedded: EmbeddedRedis | None, settings: Settings) -> str:
+    """What to do about a preflight failure, when the message does not say it yet."""
+    if isinstance(e, LayoutMismatch):
+        if embedded is None:
+            return ""
+        return f" (the embedded Redis: fakeai-streams migrate --state-dir {settings.state_dir})"
+    if embedded is None:
+        return (
+            ". Start it, or fix FAKEAI_REDIS_URL / --redis-url (unset both for an embedded Redis)"
+        )
+    return ""
+
+
 def run_up(settings: Settings) -> int:
     stop_requested = False
 
     def _on_signal(signum: int, _frame: object) -> None:
         nonlocal stop_requested
         stop_requested = True
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
 
     embedded: EmbeddedRedis | None = None
     announce = settings.state_dir / "redis.url"
@@ -127,8 +142,20 @@ def run_up(settings: Settings) -> int:
         except RuntimeError as e:
             print(f"fakeai-streams: {e}", file=sys.stderr)
             return 1
+    try:
+        cluster = asyncio.run(preflight(settings.model_copy(update={"redis_url": redis_url})))
+    except (RedisUnusable, LayoutMismatch, KeyboardInterrupt) as e:
+        if not isinstance(e, KeyboardInterrupt):
+            print(f"fakeai-streams: {e}{_hint(e, embedded, settings)}", file=sys.stderr)
+        if embedded:
+            embedded.stop()
+        return 1
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    if embedded:
         announce.write_text(redis_url + "\n")
-    env = child_env(settings, redis_url)
+    # The children skip detection and agree on it.
+    env = child_env(settings.model_copy(update={"redis_cluster": cluster}), redis_url)
 
     try:
         sock = _listen(settings.host, settings.port)
@@ -165,8 +192,11 @@ def run_up(settings: Settings) -> int:
                 rc = 1
                 break
             if not announced and _ready(url):
-                where = "embedded" if embedded else "external"
-                print(f"FakeAI Streams ready on {url}  (Redis: {where}, {redis_url})", flush=True)
+                where = "embedded" if embedded else "external cluster" if cluster else "external"
+                print(
+                    f"FakeAI Streams ready on {url}  (Redis: {where}, {redact(redis_url)})",
+                    flush=True,
+                )
                 print("Press Ctrl-C to stop.", flush=True)
                 announced = True
             time.sleep(0.1)

@@ -42,6 +42,10 @@ class Settings(BaseModel):
     api_key: str | None = None
     """When set, requests must carry ``Authorization: Bearer <api_key>``."""
 
+    redis_cluster: bool | None = None
+    """Redis Cluster mode: None detects it (``cluster_enabled:1`` in ``INFO cluster``)."""
+    request_partitions: int = Field(4, ge=1, le=1024)
+    """Partitions of the requests stream (every edge and producer must agree)."""
     firehose_partitions: int = Field(4, ge=1, le=1024)
     firehose_retention_s: int = Field(3600, ge=1)
     producer_batch: int = Field(64, ge=1, le=10_000)

@@ -1,6 +1,14 @@
 """The Redis Streams vocabulary: key names, positions, and the stream log."""
 
-from fakeai.streams.keys import METRICS_GROUP, PRODUCERS_GROUP, Keys, partition_for
+from fakeai.streams.keys import (
+    LAYOUT,
+    METRICS_GROUP,
+    PRODUCERS_GROUP,
+    STREAM_BUCKETS,
+    Keys,
+    bucket_for,
+    partition_for,
+)
 from fakeai.streams.positions import (
     EntryId,
     ResumeVerdict,
@@ -12,11 +20,14 @@ from fakeai.streams.positions import (
 )
 
 __all__ = [
+    "LAYOUT",
     "METRICS_GROUP",
     "PRODUCERS_GROUP",
+    "STREAM_BUCKETS",
     "EntryId",
     "Keys",
     "ResumeVerdict",
+    "bucket_for",
     "created_ms_of",
     "decide_resume",
     "entry_id",

@@ -2,39 +2,78 @@
 
 No other module formats a key: take a :class:`Keys` and call its methods.
 
-Layout (prefix ``fakeai`` by default)::
+Layout 2 (prefix ``fakeai`` by default; ``<b>`` = :func:`bucket_for` of the stream id)::
 
-    fakeai:requests                 stream   generation requests; group "producers"
-    fakeai:cancels                  stream   cancel signals, read by every producer (no group)
-    fakeai:{<sid>}:chunks           stream   one stream's log: entry id = <created_ms>-<seq>
-    fakeai:{<sid>}:meta             hash     status, model, timings, counts
-    fakeai:streams:active           zset     running stream ids, scored by created_ms
-    fakeai:events:<p>               stream   firehose partition p; groups "metrics" and observers
-    fakeai:ts:{<metric>:<model>}:<res>:<bucket>        hash  one time-series bucket
-    fakeai:ts:{<metric>:<model>}:<res>:<bucket>:mm     zset  min/max members of that bucket
-    fakeai:ts:models                set      models that have time series
-    fakeai:ts:seen:{<sid>}          string   idempotency marker for a stream's samples
+    fakeai:layout                         string  the layout version ("2"), see :data:`LAYOUT`
+    fakeai:requests:{q<p>}                stream  request partition p; group "producers"
+    fakeai:cancels                        stream  cancel signals, read by every producer
+    fakeai:{<b>}:<sid>:chunks             stream  one stream's log: entry id <created_ms>-<seq>
+    fakeai:{<b>}:<sid>:meta               hash    status, model, timings, counts
+    fakeai:streams:active                 zset    running stream ids, scored by created_ms
+    fakeai:events:{e<p>}                  stream  firehose partition p; groups "metrics", observers
+    fakeai:ts:{<model>}:<metric>:<res>:<bucket>      hash  one time-series bucket
+    fakeai:ts:{<model>}:<metric>:<res>:<bucket>:mm   zset  min/max members of that bucket
+    fakeai:ts:{<model>}:counters          hash    the model's counters
+    fakeai:ts:{<model>}:seen:<sid>        string  "this stream's samples are counted" marker
+    fakeai:ts:models                      set     models that have time series
+    fakeai:rts:{<model>}:<metric>:<kind>  RedisTimeSeries key (only when the module is loaded)
 
-The ``{<sid>}`` hash tag keeps a stream's log and meta hash in one Redis Cluster slot, so they
-can be written in one MULTI or read in one multi-key command
-(https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags).
-Firehose partitions carry no tag, so a cluster spreads them over slots.
+Why the hash tags (https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/
+#hash-tags): on a Redis Cluster a command may only name keys of one slot, even keys that sit
+on one node (CROSSSLOT). So:
+
+- a stream's log and meta share the tag of its *bucket* (one of :data:`STREAM_BUCKETS`), so
+  an edge can block on every watched stream of a bucket in ONE ``XREAD`` (one read per bucket
+  with watched streams, not one per stream), and a producer writes a stream in one slot;
+- the requests stream and the firehose are partitioned, each partition its own tag, so no
+  single key carries all traffic and the partitions spread over the masters;
+- a model's time series, counters and "seen" markers share the model's tag, so the metrics
+  consumer commits a model's samples and markers in one MULTI/EXEC on one node (exactly once
+  without a cross-slot transaction).
+
+On a single Redis the tags change nothing but the names.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["METRICS_GROUP", "PRODUCERS_GROUP", "Keys", "partition_for"]
+__all__ = [
+    "LAYOUT",
+    "METRICS_GROUP",
+    "PRODUCERS_GROUP",
+    "STREAM_BUCKETS",
+    "Keys",
+    "bucket_for",
+    "partition_for",
+]
 
-PRODUCERS_GROUP = "producers"
-METRICS_GROUP = "metrics"
+PRODUCERS_GROUP: Final = "producers"
+METRICS_GROUP: Final = "metrics"
+
+LAYOUT: Final = "2"
+"""The key layout version, stored in ``Keys.layout()``; layout 1 (``fakeai:{<sid>}:chunks``,
+``fakeai:requests``, ``fakeai:events:<p>``) is refused with a message naming the fix."""
+
+STREAM_BUCKETS: Final = 64
+"""Hash-tag buckets of stream keys. Part of the layout: every process must agree. 64 spreads
+streams over any cluster of up to dozens of masters, while an edge blocks on at most 64 reads."""
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode())
 
 
 def partition_for(stream_id: str, partitions: int) -> int:
-    """The firehose partition of a stream: stable across processes and restarts (CRC32)."""
-    return zlib.crc32(stream_id.encode()) % partitions
+    """The request and firehose partition of a stream: stable across processes (CRC32)."""
+    return _crc(stream_id) % partitions
+
+
+def bucket_for(stream_id: str) -> int:
+    """The hash-tag bucket of a stream's keys (a different hash than the partitions')."""
+    return (_crc(stream_id) >> 8) % STREAM_BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,26 +88,39 @@ class Keys:
                 f"key prefix must be non-empty without spaces or braces, got {self.prefix!r}"
             )
 
+    def layout(self) -> str:
+        return f"{self.prefix}:layout"
+
     # -- requests and control
-    def requests(self) -> str:
-        return f"{self.prefix}:requests"
+    def requests(self, partition: int) -> str:
+        return f"{self.prefix}:requests:{{q{partition}}}"
+
+    def all_requests(self, partitions: int) -> list[str]:
+        return [self.requests(p) for p in range(partitions)]
+
+    def requests_for(self, stream_id: str, partitions: int) -> str:
+        return self.requests(partition_for(stream_id, partitions))
 
     def cancels(self) -> str:
         return f"{self.prefix}:cancels"
 
     # -- one stream
+    def stream_tag(self, stream_id: str) -> str:
+        """``<prefix>:{<bucket>}:<sid>``: the common head of a stream's keys."""
+        return f"{self.prefix}:{{{bucket_for(stream_id)}}}:{stream_id}"
+
     def chunks(self, stream_id: str) -> str:
-        return f"{self.prefix}:{{{stream_id}}}:chunks"
+        return f"{self.stream_tag(stream_id)}:chunks"
 
     def meta(self, stream_id: str) -> str:
-        return f"{self.prefix}:{{{stream_id}}}:meta"
+        return f"{self.stream_tag(stream_id)}:meta"
 
     def active(self) -> str:
         return f"{self.prefix}:streams:active"
 
     # -- firehose
     def events(self, partition: int) -> str:
-        return f"{self.prefix}:events:{partition}"
+        return f"{self.prefix}:events:{{e{partition}}}"
 
     def all_events(self, partitions: int) -> list[str]:
         return [self.events(p) for p in range(partitions)]
@@ -76,9 +128,9 @@ class Keys:
     def events_for(self, stream_id: str, partitions: int) -> str:
         return self.events(partition_for(stream_id, partitions))
 
-    # -- time series
+    # -- time series (one tag per model)
     def ts_bucket(self, metric: str, model: str, resolution: str, bucket: int) -> str:
-        return f"{self.prefix}:ts:{{{metric}:{model}}}:{resolution}:{bucket}"
+        return f"{self.prefix}:ts:{{{model}}}:{metric}:{resolution}:{bucket}"
 
     def ts_minmax(self, metric: str, model: str, resolution: str, bucket: int) -> str:
         return f"{self.ts_bucket(metric, model, resolution, bucket)}:mm"
@@ -86,16 +138,21 @@ class Keys:
     def ts_models(self) -> str:
         return f"{self.prefix}:ts:models"
 
-    def ts_seen(self, stream_id: str) -> str:
-        return f"{self.prefix}:ts:seen:{{{stream_id}}}"
+    def ts_seen(self, model: str, stream_id: str) -> str:
+        return f"{self.prefix}:ts:{{{model}}}:seen:{stream_id}"
+
+    def counters(self, model: str) -> str:
+        """Hash of one model's counters (requests, tokens, cancels, ...)."""
+        return f"{self.prefix}:ts:{{{model}}}:counters"
 
     def ts_native(self, metric: str, model: str, kind: str) -> str:
         """A RedisTimeSeries key (only used when the server has the module)."""
-        return f"{self.prefix}:rts:{{{metric}:{model}}}:{kind}"
-
-    def counters(self) -> str:
-        """Hash of cluster-wide counters (requests, tokens, cancels, ... per model)."""
-        return f"{self.prefix}:counters"
+        return f"{self.prefix}:rts:{{{model}}}:{metric}:{kind}"
 
     def scan_pattern(self) -> str:
         return f"{self.prefix}:*"
+
+    # -- layout 1, only to recognise it
+    def layout1_markers(self) -> list[str]:
+        """Keys that only layout 1 had: their presence without :meth:`layout` means old data."""
+        return [f"{self.prefix}:requests", f"{self.prefix}:events:0"]

@@ -10,7 +10,7 @@ Sample metrics (values in seconds, except ``tokens_per_s``):
     edge_ttft     request received -> first token byte written    (edge)
     pipeline_lag  producer append -> socket write                 (edge)
 
-Counters (``Keys.counters()``; label in parentheses):
+Counters (one hash per model, ``Keys.counters(model)``; label in parentheses):
 
     requests, output_tokens, prompt_tokens, cancels, errors (code), success (finish reason),
     client_disconnects (edge), invalid_events (metrics consumer)

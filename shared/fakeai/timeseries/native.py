@@ -1,10 +1,13 @@
 """Optional RedisTimeSeries backend: per-bucket aggregates as native series, beside the bins.
 
 Detected once at start with ``TS.INFO <probe key>``: a server without the module answers
-"unknown command"; one with it answers "TSDB: the key does not exist" (notes/redis-faststream.md
-§3.3). When present, every flush also writes, per (metric, model) and fine bucket, three raw
-series (``count`` and ``sum`` with DUPLICATE_POLICY SUM, ``max`` with MAX) and coarse compactions
-of each (``TS.CREATERULE ... AGGREGATION sum|max <coarse ms>``,
+"unknown command" (a Redis Cluster client refuses the command itself: it is not in the
+server's COMMAND table); one with it answers "TSDB: the key does not exist"
+(notes/redis-faststream.md §3.3). A series' keys carry its model's hash tag
+(``Keys.ts_native``), so a compaction rule never spans slots. When present, every flush also
+writes, per (metric, model) and fine bucket, three raw series (``count`` and ``sum`` with
+DUPLICATE_POLICY SUM, ``max`` with MAX) and coarse compactions of each
+(``TS.CREATERULE ... AGGREGATION sum|max <coarse ms>``,
 https://redis.io/docs/latest/commands/ts.createrule/). RedisTimeSeries has no percentile
 aggregator, so the log bins stay the source of quantiles either way; the native series are for
 tools that speak TS.MRANGE (Grafana's Redis data source), filtered by the labels
@@ -15,11 +18,11 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
 from fakeai.config import Settings
 from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient
 from fakeai.timeseries.store import Fold
 
 __all__ = ["NativeSeries"]
@@ -33,7 +36,7 @@ _KINDS = (("count", "SUM", "sum"), ("sum", "SUM", "sum"), ("max", "MAX", "max"))
 class NativeSeries:
     """Writes fold aggregates to RedisTimeSeries; create with :meth:`detect`."""
 
-    def __init__(self, redis: aredis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, settings: Settings) -> None:
         self._redis = redis
         self._keys = keys
         self._settings = settings
@@ -41,16 +44,22 @@ class NativeSeries:
 
     @classmethod
     async def detect(
-        cls, redis: aredis.Redis, keys: Keys, settings: Settings
+        cls, redis: RedisClient, keys: Keys, settings: Settings
     ) -> NativeSeries | None:
         """A backend when the server has RedisTimeSeries, else None (nothing is attempted)."""
         try:
             probe = keys.ts_native("__probe__", "__probe__", "raw")
-            await redis.execute_command("TS.INFO", probe)  # type: ignore[no-untyped-call]
+            await redis.execute_command("TS.INFO", probe)
         except ResponseError as e:
             if "unknown command" in str(e).lower():
                 return None
             # "TSDB: the key does not exist": the module is loaded.
+        except RedisError as e:
+            # A cluster client routes by the key positions of the server's COMMAND table and
+            # refuses, before sending, a command that is not in it: no module.
+            if "doesn't exist" in str(e):
+                return None
+            raise
         return cls(redis, keys, settings)
 
     async def _ensure(self, metric: str, model: str) -> None:

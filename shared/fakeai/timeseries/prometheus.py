@@ -7,9 +7,10 @@ vLLM's (vllm/v1/metrics/loggers.py), so dashboards built for vLLM read ours unch
 names carry the label ``model_name``, ours ``model``.
 
 Scrapers such as AIPerf poll every 100 ms (notes/llm-sim-anchors.md §0.9), so a render is cached
-for ``cache_s`` and costs one pipeline in the steady state (the model set of the previous
-render is read in the same pipeline; a new model costs one extra round trip once). Odd data
-(garbled fields, foreign keys) is skipped, never an error.
+for ``cache_s`` and costs one pipeline in the steady state: the model set, and each model of
+the previous render's set (its counters hash and its all-time buckets; one model's keys share
+a hash tag, so on a Redis Cluster the client splits the pipeline per node). A new model costs
+one extra round trip once. Odd data (garbled fields, foreign keys) is skipped, never an error.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aredis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -29,9 +29,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from redis.exceptions import ResponseError
 
 from fakeai.streams import PRODUCERS_GROUP, Keys
+from fakeai.streams.client import RedisClient
 from fakeai.timeseries import names as n
 from fakeai.timeseries.sketch import LogSketch
 from fakeai.timeseries.store import TOTAL, parse_counter_field, sketch_from_hash
@@ -158,12 +158,24 @@ def _int(v: Any) -> int:
 
 
 class PrometheusRenderer:
-    """Reads the all-time series and renders them, caching the text for ``cache_s``."""
+    """Reads the all-time series and renders them, caching the text for ``cache_s``.
 
-    def __init__(self, redis: aredis.Redis, keys: Keys, *, cache_s: float = 0.1) -> None:
+    ``request_partitions`` is ``Settings.request_partitions``: the waiting-requests gauge sums
+    the producers group's lag over every partition of the requests stream.
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        keys: Keys,
+        *,
+        cache_s: float = 0.1,
+        request_partitions: int = 4,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._cache_s = cache_s
+        self._partitions = request_partitions
         self._models: list[str] = []
         self._cached: tuple[float, bytes] | None = None
         self._lock = asyncio.Lock()
@@ -182,48 +194,54 @@ class PrometheusRenderer:
         k = self._keys
         pipe = self._redis.pipeline(transaction=False)
         pipe.smembers(k.ts_models())
-        pipe.hgetall(k.counters())
         pipe.zcard(k.active())
-        pipe.xinfo_groups(k.requests())
-        self._queue_totals(pipe, self._models)
+        for key in k.all_requests(self._partitions):
+            pipe.xinfo_groups(key)
+        head = 2 + self._partitions
+        self._queue_models(pipe, self._models)
         replies = await pipe.execute(raise_on_error=False)
         models = sorted(
             (m.decode(errors="replace") if isinstance(m, bytes) else str(m))
             for m in (replies[0] if isinstance(replies[0], set | list) else ())
         )
         snap = _Snapshot()
-        self._read_totals(snap, self._models, replies[4:])
+        self._read_models(snap, self._models, replies[head:])
         new = [m for m in models if m not in self._models]
         if new:
             pipe = self._redis.pipeline(transaction=False)
-            self._queue_totals(pipe, new)
-            self._read_totals(snap, new, await pipe.execute(raise_on_error=False))
+            self._queue_models(pipe, new)
+            self._read_models(snap, new, await pipe.execute(raise_on_error=False))
         self._models = models
-        if isinstance(replies[1], dict):
-            for f, v in replies[1].items():
-                parsed = parse_counter_field(f)
-                if parsed is not None:
-                    snap.counters[parsed] = snap.counters.get(parsed, 0) + _int(v)
-        snap.running = _int(replies[2]) if not isinstance(replies[2], Exception) else 0
-        if isinstance(replies[3], list):  # ResponseError when the stream does not exist yet
-            for g in replies[3]:
-                if isinstance(g, dict) and _name(g.get("name")) == PRODUCERS_GROUP:
-                    snap.waiting = _int(g.get("lag"))
+        snap.running = _int(replies[1]) if not isinstance(replies[1], Exception) else 0
+        for groups in replies[2:head]:
+            if isinstance(groups, list):  # ResponseError when the stream does not exist yet
+                for g in groups:
+                    if isinstance(g, dict) and _name(g.get("name")) == PRODUCERS_GROUP:
+                        snap.waiting += _int(g.get("lag"))
         return snap
 
-    def _queue_totals(self, pipe: Any, models: list[str]) -> None:
+    def _queue_models(self, pipe: Any, models: list[str]) -> None:
         for m in models:
+            pipe.hgetall(self._keys.counters(m))
             for metric in _SERIES:
                 pipe.hgetall(self._keys.ts_bucket(metric, m, TOTAL, 0))
 
     @staticmethod
-    def _read_totals(snap: _Snapshot, models: list[str], replies: list[Any]) -> None:
+    def _read_models(snap: _Snapshot, models: list[str], replies: list[Any]) -> None:
         i = 0
         for m in models:
+            counters = replies[i]
+            i += 1
+            if isinstance(counters, dict):
+                for f, v in counters.items():
+                    parsed = parse_counter_field(f)
+                    if parsed is not None:
+                        key = (parsed[0], parsed[1], m)
+                        snap.counters[key] = snap.counters.get(key, 0) + _int(v)
             for metric in _SERIES:
                 raw = replies[i]
                 i += 1
-                if isinstance(raw, dict) and not isinstance(raw, ResponseError):
+                if isinstance(raw, dict):
                     s = sketch_from_hash(raw)
                     if s.n > 0:
                         snap.totals[(metric, m)] = s

@@ -1,5 +1,8 @@
 """Latency over a recent window, from the bucket hashes (one pipeline for all bucket reads).
 
+A model's buckets share its hash tag; the one pipeline of bucket reads is split per node by a
+Redis Cluster client.
+
 Bucket choice (:func:`plan_buckets`): a window within fine retention reads the coarse buckets
 that lie wholly inside it and fine buckets for the two ragged ends, so a one-hour window costs
 about 60 + 2·60 reads per series instead of 3600, and stays exact to the fine resolution. A
@@ -12,11 +15,10 @@ import math
 import time
 from typing import Any
 
-import redis.asyncio as aredis
-
 from fakeai.config import Settings
 from fakeai.errors import BadRequest
 from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient
 from fakeai.timeseries.names import EDGE_METRICS, PRODUCER_METRICS, QUANTILES
 from fakeai.timeseries.sketch import LogSketch
 from fakeai.timeseries.store import COARSE, FINE, sketch_from_hash
@@ -68,7 +70,7 @@ def plan_buckets(now: float, window_s: float, settings: Settings) -> list[tuple[
 
 
 async def query_latency(
-    redis: aredis.Redis,
+    redis: RedisClient,
     keys: Keys,
     settings: Settings,
     *,

@@ -1,10 +1,6 @@
 """Wire messages (msgspec) shared by the edge, the producers and the consumers."""
 
 from fakeai.wire.messages import (
-    KIND_CHUNK,
-    KIND_DONE,
-    KIND_ERROR,
-    KIND_RESPONSE,
     CancelSignal,
     DonePayload,
     ErrorBody,
@@ -20,14 +16,9 @@ from fakeai.wire.messages import (
     decode_firehose_batch,
     decode_request,
     encode,
-    firehose_events,
 )
 
 __all__ = [
-    "KIND_CHUNK",
-    "KIND_DONE",
-    "KIND_ERROR",
-    "KIND_RESPONSE",
     "CancelSignal",
     "DonePayload",
     "ErrorBody",
@@ -43,5 +34,4 @@ __all__ = [
     "decode_firehose_batch",
     "decode_request",
     "encode",
-    "firehose_events",
 ]

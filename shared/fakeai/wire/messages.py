@@ -3,45 +3,18 @@
 Schema evolution (https://jcristharif.com/msgspec/schema-evolution.html): new fields get
 defaults and go last; fields are never reordered or renamed.
 
-A stream's log entry (``Keys.chunks(sid)``) is a Redis stream entry with three fields:
-
-``k``  kind: ``c`` data chunk, ``r`` whole non-streaming response, ``d`` done (terminal),
-       ``e`` error (terminal)
-``d``  payload: the chunk's JSON bytes exactly as clients receive them (serialized once, by the
-       producer); for ``d`` a :class:`DonePayload`, for ``e`` an :class:`ErrorPayload`
-``t``  producer append time, integer microseconds since the Unix epoch
-
-Entry ids are ``<created_ms>-<seq>``: ``seq`` 1 is the first chunk, the terminal entry comes
-last. ``<created_ms>-0`` is the position *before* the first chunk (the priming id). Because the
-id is a function of the chunk, a chunk published again after a producer failover is rejected by
-Redis as a duplicate instead of being appended twice.
-
-A firehose entry (``Keys.events(p)``) has one field:
-
-``b``  a batch: every event one producer flush wrote for streams of that partition, as a JSON
-       array of :class:`FirehoseStream` (array-like): ``[[stream_id, model, accepted_at_us,
-       created_ms, [[seq, kind, emitted_at_us, tokens, data, error_code], ...]], ...]``, the
-       events of one stream in seq order (trailing default fields may be left out). One entry
-       carries the chunks of many streams, so the firehose costs one XADD per flush and
-       partition instead of one per chunk, and a consumer decodes one entry for many events.
-``f``  one :class:`FirehoseEvent` (the format before batches; readers still accept it, so
-       entries written by older producers and still within retention are read too).
-
-:func:`firehose_events` turns either into :class:`FirehoseEvent` objects.
+The payloads of the stream log's entries (:class:`DonePayload`, :class:`ErrorPayload`) and of
+the firehose (:class:`FirehoseStream`, :class:`FirehoseEvent`) are defined here; the entry
+formats themselves, their one packer and their one parser, belong to :mod:`fakeai.streams.log`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 
 __all__ = [
-    "KIND_CHUNK",
-    "KIND_DONE",
-    "KIND_ERROR",
-    "KIND_RESPONSE",
     "CancelSignal",
     "DonePayload",
     "ErrorBody",
@@ -57,13 +30,8 @@ __all__ = [
     "decode_firehose_batch",
     "decode_request",
     "encode",
-    "firehose_events",
 ]
 
-KIND_CHUNK = b"c"
-KIND_RESPONSE = b"r"
-KIND_DONE = b"d"
-KIND_ERROR = b"e"
 
 Endpoint = Literal["chat", "completion"]
 _NULL = b"null"
@@ -239,15 +207,3 @@ def decode_firehose(data: bytes) -> FirehoseEvent:
 def decode_firehose_batch(data: bytes) -> list[FirehoseStream]:
     """The ``b`` field of a firehose entry."""
     return _batch_decoder.decode(data)
-
-
-def firehose_events(fields: Mapping[bytes, bytes]) -> list[FirehoseEvent]:
-    """Every event of one firehose entry (fields ``b`` or ``f``), in order.
-
-    Raises ``KeyError`` when the entry has neither field, ``msgspec.DecodeError`` /
-    ``msgspec.ValidationError`` when it is malformed.
-    """
-    batch = fields.get(b"b")
-    if batch is not None:
-        return [ev for s in decode_firehose_batch(batch) for ev in s.expand()]
-    return [decode_firehose(fields[b"f"])]

@@ -38,4 +38,4 @@ def test_unknown_scenario_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as exc:
         scenarios.main(["--out", str(tmp_path / "x.md"), "--only", "S1,S9"])
     assert exc.value.code == 2
-    assert "--only: expected names from S1,S2,S3,S4,S5,S6" in capsys.readouterr().err
+    assert "--only: expected names from S1,S2,S3,S4,S5,S6,S7" in capsys.readouterr().err

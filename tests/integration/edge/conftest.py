@@ -1,4 +1,10 @@
-"""Edge test fixtures: a real edge under uvicorn, and the fake producer log writer."""
+"""Edge test fixtures: a real edge under uvicorn, and the fake producer log writer.
+
+Tests run on the session's single Redis (``redis_url``); a test marked :data:`BOTH` runs once
+on it and once on the session's 3-master cluster (``cluster_url``): ``store_url`` is the one in
+use, ``rc`` a client of it (``fakeai.streams.client.connect``), and the edge, the hub and the
+log writer all use it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aredis
 from tests.integration.edge.edgekit import Edge, LogWriter
 from tests.support.servers import run_asgi
 
@@ -15,17 +20,18 @@ from fakeai.config import Settings
 from fakeai.services.edge import create_app
 from fakeai.services.edge.protocol import StampingHttpToolsProtocol
 from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient
 
 
 @pytest.fixture
-def logw(r: aredis.Redis, keys: Keys) -> LogWriter:
-    return LogWriter(r, keys)
+def logw(rc: RedisClient, keys: Keys) -> LogWriter:
+    return LogWriter(rc, keys)
 
 
 @pytest.fixture
-def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
+def make_settings(store_url: str, key_prefix: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
+        values: dict[str, Any] = {"redis_url": store_url, "key_prefix": key_prefix}
         values.update(overrides)
         return Settings(**values)
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import redis.asyncio as aredis
 from starlette.applications import Starlette
+from tests.support.servers import eventually
 
+from fakeai.config import Settings
 from fakeai.services.edge.state import EdgeState
-from fakeai.streams import Keys, new_stream_id
+from fakeai.streams import Keys, bucket_for, new_stream_id
+from fakeai.streams.client import RedisClient
 from fakeai.streams.meta import F
 from fakeai.wire import (
     DonePayload,
@@ -49,12 +51,13 @@ def chat_chunk(sid: str, created_ms: int, text: str) -> bytes:
 class LogWriter:
     """Writes streams into Redis the way the producer does."""
 
-    def __init__(self, r: aredis.Redis, keys: Keys) -> None:
+    def __init__(self, r: RedisClient, keys: Keys, partitions: int | None = None) -> None:
         self.r = r
         self.keys = keys
         self.seq: dict[str, int] = {}
         self.created: dict[str, int] = {}
-        self._req_pos: bytes | str = "0-0"
+        n = partitions if partitions is not None else Settings().request_partitions
+        self._req_pos: dict[str, str] = dict.fromkeys(keys.all_requests(n), "0-0")
 
     async def create(
         self,
@@ -63,9 +66,13 @@ class LogWriter:
         created_ms: int | None = None,
         accepted_at: float | None = None,
         status: str = "running",
+        bucket: int | None = None,
     ) -> str:
+        """A new stream's meta hash (``bucket``: a stream id whose keys sit in that bucket)."""
         created_ms = created_ms if created_ms is not None else int(time.time() * 1000)
         sid = new_stream_id(kind, created_ms)
+        while bucket is not None and bucket_for(sid) != bucket:
+            sid = new_stream_id(kind, created_ms)
         self.seq[sid] = 0
         self.created[sid] = created_ms
         await self.r.hset(
@@ -82,13 +89,20 @@ class LogWriter:
         return sid
 
     async def take_request(self, timeout_s: float = 5.0) -> GenerationRequest:
-        """The next generation request the edge published (and adopt its stream)."""
-        resp = await self.r.xread(
-            {self.keys.requests(): self._req_pos}, count=1, block=int(timeout_s * 1000)
-        )
-        assert resp, "the edge published no generation request"
-        eid, fields = resp[0][1][0]
-        self._req_pos = eid
+        """The next generation request the edge published on any request partition (and
+        adopt its stream). Polls each partition: one read may not span slots on a cluster."""
+
+        async def next_entry() -> tuple[str, Any] | None:
+            for key, pos in self._req_pos.items():
+                rows: Any = await self.r.xrange(key, min=f"({pos}", max="+", count=1)
+                if rows:
+                    return key, rows[0]
+            return None
+
+        found = await eventually(next_entry, timeout_s=timeout_s)
+        assert found is not None, "the edge published no generation request"
+        key, (eid, fields) = found
+        self._req_pos[key] = eid.decode()
         req = decode_request(fields[b"r"])
         self.adopt(req.stream_id, req.created_ms)
         return req

@@ -9,9 +9,9 @@ import pytest
 
 from fakeai.errors import BadRequest
 from fakeai.services.edge.formats import Formatter, choose_format
-from fakeai.services.edge.log import Entry, parse_entry, parse_flat
 from fakeai.services.edge.reader import parse_pace
 from fakeai.services.edge.schemas import CompletionRequest, validate
+from fakeai.streams.log import Entry, parse_entry, parse_flat
 from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, encode
 
 CHUNK = b'{"choices":[{"index":0,"delta":{"content":"hi"}}]}'

@@ -11,12 +11,13 @@ from contextlib import AbstractContextManager
 
 import httpx
 import pytest
-import redis.asyncio as aredis
+from tests.conftest import BOTH
 from tests.integration.edge.edgekit import MODEL, Edge, LogWriter, data_events, parse_sse
 from tests.support.servers import eventually
 
 from fakeai.embedded_redis import free_port
 from fakeai.streams import new_stream_id
+from fakeai.streams.client import RedisClient
 from fakeai.streams.meta import F
 from fakeai.wire import decode_cancel
 
@@ -35,8 +36,9 @@ def _err(resp: httpx.Response, status: int) -> dict[str, object]:
     return err
 
 
+@BOTH
 async def test_streaming_chat_publishes_the_request_and_relays_the_log(
-    edge: Edge, logw: LogWriter, r: aredis.Redis
+    edge: Edge, logw: LogWriter, rc: RedisClient
 ) -> None:
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
         headers = {"X-FakeAI-TTFT-Ms": "0", "X-FakeAI-ITL-Ms": "5", "X-FakeAI-Seed": "7"}
@@ -50,10 +52,10 @@ async def test_streaming_chat_publishes_the_request_and_relays_the_log(
             assert (req.endpoint, req.model, req.stream) == ("chat", MODEL, True)
             assert (req.ttft_ms, req.itl_ms, req.seed) == (0.0, 5.0, 7)
             assert req.body["messages"] == CHAT["messages"]
-            meta = await r.hgetall(logw.keys.meta(sid))
+            meta = await rc.hgetall(logw.keys.meta(sid))
             assert meta[F.STATUS.encode()] == b"queued"
-            assert await r.zscore(logw.keys.active(), sid) == req.created_ms
-            assert await r.ttl(logw.keys.meta(sid)) > 86_400
+            assert await rc.zscore(logw.keys.active(), sid) == req.created_ms
+            assert await rc.ttl(logw.keys.meta(sid)) > 86_400
             ids = await logw.chunks(sid, ["Hel", "lo"])
             done = await logw.done(sid)
             raw = b"".join([b async for b in resp.aiter_bytes()]).decode()
@@ -66,6 +68,7 @@ async def test_streaming_chat_publishes_the_request_and_relays_the_log(
     assert "event:" not in raw
 
 
+@BOTH
 async def test_non_streaming_returns_the_response_entry(edge: Edge, logw: LogWriter) -> None:
     body = {"model": MODEL, "prompt": "say hi", "max_tokens": 3}
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
@@ -93,6 +96,7 @@ async def test_non_streaming_error_entry_is_an_http_error(edge: Edge, logw: LogW
     assert err["message"] == "slow down"
 
 
+@BOTH
 async def test_error_entry_after_200_is_an_sse_error_event(edge: Edge, logw: LogWriter) -> None:
     sid = await logw.create()
     ids = await logw.chunks(sid, ["a"])
@@ -232,6 +236,7 @@ async def test_bad_last_event_ids_are_400(edge: Edge, logw: LogWriter) -> None:
         assert data_events(parse_sse(resp.text)) == []
 
 
+@BOTH
 async def test_unknown_and_expired_streams(start_edge: StartEdge) -> None:
     with start_edge(retention_s=60) as edge:
         async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
@@ -290,6 +295,7 @@ async def test_disconnect_after_n_events_then_resume(edge: Edge, logw: LogWriter
         assert _err(bad, 400)["param"] == "X-FakeAI-Disconnect-After"
 
 
+@BOTH
 async def test_disconnect_after_on_a_live_post_keeps_the_stream_going(
     edge: Edge, logw: LogWriter
 ) -> None:
@@ -359,25 +365,27 @@ async def _hub_keys(edge: Edge) -> int:
     return edge.state.hub.keys
 
 
-async def test_cancel_writes_the_signal(edge: Edge, logw: LogWriter, r: aredis.Redis) -> None:
+@BOTH
+async def test_cancel_writes_the_signal(edge: Edge, logw: LogWriter, rc: RedisClient) -> None:
     sid = await logw.create()
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
         resp = await c.post(f"/v1/streams/{sid}/cancel")
         assert resp.json() == {"id": sid, "status": "cancelling", "cancel_requested": True}
-        entries = await r.xrange(logw.keys.cancels())
+        entries = await rc.xrange(logw.keys.cancels())
         assert decode_cancel(entries[-1][1][b"c"]).stream_id == sid
-        assert await r.hget(logw.keys.meta(sid), F.CANCEL_REQUESTED) == b"1"
+        assert await rc.hget(logw.keys.meta(sid), F.CANCEL_REQUESTED) == b"1"
         await logw.done(sid)
         again = await c.post(f"/v1/streams/{sid}/cancel")
         assert again.json() == {"id": sid, "status": "done", "cancel_requested": False}
-        assert len(await r.xrange(logw.keys.cancels())) == 1
+        assert len(await rc.xrange(logw.keys.cancels())) == 1
         unknown = new_stream_id("chat", int(time.time() * 1000))
         _err(await c.post(f"/v1/streams/{unknown}/cancel"), 404)
 
 
-async def test_info_and_active_list(edge: Edge, logw: LogWriter, r: aredis.Redis) -> None:
+@BOTH
+async def test_info_and_active_list(edge: Edge, logw: LogWriter, rc: RedisClient) -> None:
     sid, _ids, done = await logw.finished(4)
-    await r.zadd(logw.keys.active(), {sid: logw.created[sid]})
+    await rc.zadd(logw.keys.active(), {sid: logw.created[sid]})
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
         info = (await c.get(f"/v1/streams/{sid}/info")).json()
         listing = (await c.get("/v1/streams", params={"limit": 5})).json()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
+from tests.conftest import BOTH
 from tests.integration.edge.edgekit import Edge, LogWriter, SSEEvent, data_events, parse_sse
 from tests.support.servers import eventually
+
+from fakeai.streams.client import RedisClient
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
@@ -31,6 +35,7 @@ async def _jsonl(client: httpx.AsyncClient, url: str, **params: str) -> list[dic
     return [json.loads(line) for line in resp.text.splitlines()]
 
 
+@BOTH
 async def test_resume_from_every_position_of_a_finished_stream(edge: Edge, logw: LogWriter) -> None:
     sid, ids, done_id = await logw.finished(12)
     all_ids = [*ids, done_id]
@@ -55,9 +60,10 @@ async def test_resume_from_every_position_of_a_finished_stream(edge: Edge, logw:
         assert data_events(events)[-1].data == "[DONE]"
 
 
-async def test_sse_replay_is_byte_exact(edge: Edge, logw: LogWriter, r) -> None:
+@BOTH
+async def test_sse_replay_is_byte_exact(edge: Edge, logw: LogWriter, rc: RedisClient) -> None:
     sid, _ids, done_id = await logw.finished(3)
-    stored = await r.xrange(logw.keys.chunks(sid))
+    stored: Any = await rc.xrange(logw.keys.chunks(sid))
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
         resp = await c.get(f"/v1/streams/{sid}")
     assert resp.status_code == 200
@@ -80,6 +86,7 @@ async def _collect_sse(client: httpx.AsyncClient, url: str, **headers: str) -> l
     return parse_sse(raw.decode())
 
 
+@BOTH
 async def test_live_clients_joining_at_every_point_get_exactly_the_rest(
     edge: Edge, logw: LogWriter
 ) -> None:
@@ -105,6 +112,7 @@ async def test_live_clients_joining_at_every_point_get_exactly_the_rest(
             assert events[-1].data == "[DONE]"
 
 
+@BOTH
 async def test_two_clients_on_one_live_stream_get_identical_events(
     edge: Edge, logw: LogWriter
 ) -> None:

@@ -2,7 +2,9 @@
 
 The firehose gets one-event entries (field ``f``, the older format) or, with ``batched``,
 batch entries (field ``b``) of up to ``per_entry`` events each, events grouped by stream
-inside an entry, as a producer's flush writes them.
+inside an entry, as a producer's flush writes them. Log entries and batches are packed by
+:mod:`fakeai.streams.log` and sent through its :class:`~fakeai.streams.log.Link` (grouped per
+slot, so this works on a single Redis and on a cluster alike).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import msgspec
-import redis.asyncio as aredis
 
 from fakeai.streams import Keys, entry_id, parse_entry_id
+from fakeai.streams.client import RedisClient
+from fakeai.streams.log import Group, Link, pack_entry
+from fakeai.streams.log.firehose import F_EVENT, pack_batch
 from fakeai.wire.messages import (
     DonePayload,
     ErrorBody,
@@ -67,7 +71,7 @@ def stream_events(
 
 
 async def publish(
-    r: aredis.Redis,
+    r: RedisClient,
     keys: Keys,
     partitions: int,
     events: Sequence[FirehoseEvent],
@@ -77,23 +81,38 @@ async def publish(
     per_entry: int = 8,
 ) -> None:
     """XADD each event to its stream's log (id = entry id) and its firehose partition."""
-    pipe = r.pipeline(transaction=False)
+    link = Link(r)
+    groups: list[Group] = []
     by_partition: dict[str, list[FirehoseEvent]] = defaultdict(list)
     for ev in events:
         if log:
-            pipe.xadd(
-                keys.chunks(ev.stream_id),
-                {"k": ev.kind, "d": ev.payload or b"{}", "t": ev.emitted_at_us},
-                id=ev.entry_id,
-            )
+            key = keys.chunks(ev.stream_id)
+            packed = pack_entry(key.encode(), ev.entry_id.encode(), ev.kind.encode(),
+                                ev.payload or b"{}", ev.emitted_at_us)  # fmt: skip
+            groups.append((link.slot(key), packed, 1))
         if batched:
             by_partition[keys.events_for(ev.stream_id, partitions)].append(ev)
-        else:
-            pipe.xadd(keys.events_for(ev.stream_id, partitions), {"f": encode(ev)})
+    if groups:
+        _raise_errors(await link.execute(groups))
+    if not batched:
+        # The older one-event format: one field ``f`` (no packer of its own: nothing writes it).
+        pipe = r.pipeline(transaction=False)
+        for ev in events:
+            pipe.xadd(keys.events_for(ev.stream_id, partitions), {F_EVENT: encode(ev)})
+        await pipe.execute()
+        return
+    groups = []
     for key, evs in by_partition.items():
         for lo in range(0, len(evs), per_entry):
-            pipe.xadd(key, {"b": batch_entry(evs[lo : lo + per_entry])})
-    await pipe.execute()
+            packed = pack_batch(key.encode(), batch_entry(evs[lo : lo + per_entry]))
+            groups.append((link.slot(key), packed, 1))
+    _raise_errors(await link.execute(groups))
+
+
+def _raise_errors(replies: list[object]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def batch_entry(events: Sequence[FirehoseEvent]) -> bytes:

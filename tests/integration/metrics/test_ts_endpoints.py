@@ -1,4 +1,5 @@
-"""/metrics and /v1/metrics/latency on a minimal Starlette app under real uvicorn."""
+"""/metrics and /v1/metrics/latency on a minimal Starlette app under real uvicorn, on one Redis
+and on a 3-master cluster."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 import redis.asyncio as aredis
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from tests.conftest import BOTH
 from tests.support.servers import run_asgi
 
 from fakeai.config import Settings
 from fakeai.services.edge.metrics_routes import routes
 from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient, connect
 from fakeai.timeseries import SampleRecorder
 from fakeai.timeseries.prometheus import PrometheusRenderer
 
@@ -26,7 +29,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 def _app(redis_url: str, keys: Keys, settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.redis = aredis.Redis.from_url(redis_url)
+        app.state.redis = await connect(redis_url)
         app.state.keys = keys
         app.state.settings = settings
         yield
@@ -35,7 +38,7 @@ def _app(redis_url: str, keys: Keys, settings: Settings) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _seed(r: aredis.Redis, keys: Keys, settings: Settings) -> None:
+async def _seed(r: RedisClient, keys: Keys, settings: Settings) -> None:
     rec = SampleRecorder(r, keys, settings)
     now = time.time()
     for i in range(1, 101):
@@ -49,10 +52,11 @@ async def _seed(r: aredis.Redis, keys: Keys, settings: Settings) -> None:
     await rec.flush()
 
 
-async def test_latency_endpoint(redis_url: str, keys: Keys, r: aredis.Redis) -> None:
-    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
-    await _seed(r, keys, settings)
-    with run_asgi(_app(redis_url, keys, settings)) as base:
+@BOTH
+async def test_latency_endpoint(store_url: str, keys: Keys, rc: RedisClient) -> None:
+    settings = Settings(redis_url=store_url, key_prefix=keys.prefix)
+    await _seed(rc, keys, settings)
+    with run_asgi(_app(store_url, keys, settings)) as base:
         async with httpx.AsyncClient(base_url=base) as c:
             res = await c.get("/v1/metrics/latency", params={"window": "60"})
             assert res.status_code == 200
@@ -78,13 +82,19 @@ async def test_latency_endpoint(redis_url: str, keys: Keys, r: aredis.Redis) -> 
                 assert err["type"] == "invalid_request_error"
 
 
-async def test_prometheus_endpoint_parses(redis_url: str, keys: Keys, r: aredis.Redis) -> None:
-    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
-    empty = await PrometheusRenderer(r, keys).render()  # before any traffic
+@BOTH
+async def test_prometheus_endpoint_parses(store_url: str, keys: Keys, rc: RedisClient) -> None:
+    settings = Settings(redis_url=store_url, key_prefix=keys.prefix)
+    empty = await PrometheusRenderer(rc, keys).render()  # before any traffic
     assert b"vllm:num_requests_running" in empty
-    await _seed(r, keys, settings)
-    await r.zadd(keys.active(), {"s1": 1, "s2": 2})
-    with run_asgi(_app(redis_url, keys, settings)) as base:
+    await _seed(rc, keys, settings)
+    await rc.zadd(keys.active(), {"s1": 1, "s2": 2})
+    for p, lag in ((0, 2), (3, 1)):  # producers' lag, summed over the request partitions
+        await rc.xadd(keys.requests(p), {"x": "1"})
+        await rc.xgroup_create(keys.requests(p), "producers", id="0")
+        for _ in range(lag - 1):
+            await rc.xadd(keys.requests(p), {"x": "1"})
+    with run_asgi(_app(store_url, keys, settings)) as base:
         async with httpx.AsyncClient(base_url=base) as c:
             res = await c.get("/metrics")
     assert res.status_code == 200
@@ -108,6 +118,7 @@ async def test_prometheus_endpoint_parses(redis_url: str, keys: Keys, r: aredis.
     assert (disc.value, disc.labels) == (3, {"model": "m2"})
     assert fams["vllm:num_requests_running"].samples[0].value == 2
     assert fams["fakeai_running_streams"].samples[0].value == 2
+    assert fams["vllm:num_requests_waiting"].samples[0].value == 3
 
 
 async def test_prometheus_never_fails_on_odd_data(
@@ -119,8 +130,9 @@ async def test_prometheus_never_fails_on_odd_data(
     await r.hset(
         k, mapping={"n": "3", "sum": "nan", "bx": "2", "b12": "oops", "b-50": "7", "z": "1"}
     )
-    await r.hset(keys.counters(), mapping={"garbage": "1", "requests||m": "x", "errors|E|m": "2"})
-    await r.set(keys.requests(), "not a stream")  # XINFO GROUPS fails: waiting = 0
+    await r.hset(keys.counters("m"), mapping={"garbage": "1", "requests|": "x", "errors|E": "2"})
+    await r.hset(keys.counters("weird|model"), mapping={"|": "1", "cancels|": "y"})
+    await r.set(keys.requests(0), "not a stream")  # XINFO GROUPS fails: waiting = 0
     text = (await PrometheusRenderer(r, keys, cache_s=0).render()).decode()
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     h = {

@@ -62,15 +62,15 @@ async def test_two_observers_and_metrics_all_see_every_event(
     # The fresh group is gone, the named one stays; the metrics group still gets everything.
     names = {g["name"] for g in await r.xinfo_groups(keys.events(0))}
     assert names == {b"watchers"}
-    c = MetricsConsumer(r, settings, consumer_name="c", block_ms=10)
-    await c.start()  # created at 0: reads the history too
-    await eventually(lambda: _counted(c, r, keys, n_streams), timeout_s=10)
+    async with MetricsConsumer(r, settings, consumer_name="c", block_ms=10) as c:
+        await c.start()  # created at 0: reads the history too
+        await eventually(lambda: _counted(c, r, keys, n_streams), timeout_s=10)
 
 
 async def _counted(c: MetricsConsumer, r: aredis.Redis, keys: Keys, n: int) -> bool:
     await c.step()
-    a = await r.hget(keys.counters(), counter_field("requests", "m"))
-    b = await r.hget(keys.counters(), counter_field("requests", "other"))
+    a = await r.hget(keys.counters("m"), counter_field("requests"))
+    b = await r.hget(keys.counters("other"), counter_field("requests"))
     return a is not None and b is not None and int(a) + int(b) == n
 
 

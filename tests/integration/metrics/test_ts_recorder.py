@@ -1,4 +1,5 @@
-"""SampleRecorder and the bucket layout against a real Redis: writes, expiry, flush on cancel."""
+"""SampleRecorder and the bucket layout against a real Redis (and a 3-master cluster): writes,
+expiry, flush on cancel, a failed flush."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import time
 
 import pytest
 import redis.asyncio as aredis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+from tests.conftest import BOTH
 from tests.support.docker import docker_available
 from tests.support.servers import eventually
 
 from fakeai.config import Settings
 from fakeai.streams import Keys
-from fakeai.timeseries import SampleRecorder
+from fakeai.streams.client import RedisClient
+from fakeai.timeseries import Fold, SampleRecorder
 from fakeai.timeseries.native import NativeSeries
 from fakeai.timeseries.query import query_latency
 from fakeai.timeseries.store import COARSE, FINE, TOTAL
@@ -20,10 +26,12 @@ from fakeai.timeseries.store import COARSE, FINE, TOTAL
 pytestmark = pytest.mark.redis
 
 
+@BOTH
 async def test_flush_writes_fine_coarse_and_total(
-    redis_url: str, keys: Keys, r: aredis.Redis
+    store_url: str, keys: Keys, rc: RedisClient
 ) -> None:
-    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
+    r = rc
+    settings = Settings(redis_url=store_url, key_prefix=keys.prefix)
     rec = SampleRecorder(r, keys, settings)
     at = time.time() - 1
     for v in (0.1, 0.2, 0.3, 0.0):
@@ -70,8 +78,10 @@ async def test_buckets_expire_after_their_keep(redis_url: str, keys: Keys, r: ar
     assert await r.exists(keys.ts_bucket("edge_ttft", "m", TOTAL, 0)) == 1
 
 
-async def test_run_flushes_on_cancel(redis_url: str, keys: Keys, r: aredis.Redis) -> None:
-    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
+@BOTH
+async def test_run_flushes_on_cancel(store_url: str, keys: Keys, rc: RedisClient) -> None:
+    r = rc
+    settings = Settings(redis_url=store_url, key_prefix=keys.prefix)
     rec = SampleRecorder(r, keys, settings)
     task = asyncio.create_task(rec.run(interval_s=3600))
     await asyncio.sleep(0)  # let the loop start
@@ -86,13 +96,49 @@ async def test_failed_flush_keeps_data_for_the_next(
     redis_url: str, keys: Keys, r: aredis.Redis
 ) -> None:
     settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
-    dead = aredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    # No retries: redis-py's default ones take seconds to give up on a closed port.
+    dead = aredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2,
+                        retry=Retry(NoBackoff(), 0))  # fmt: skip
     rec = SampleRecorder(dead, keys, settings)
     rec.add("edge_ttft", "m", 0.01)
     with pytest.raises(Exception):  # noqa: B017 - ConnectionError, by redis-py version
         await rec.flush()
     assert rec.pending
     await dead.aclose()
+
+
+@BOTH
+async def test_a_model_whose_write_failed_is_written_once_by_the_next_flush(
+    store_url: str, keys: Keys, rc: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each model is its own pipeline (its own node on a cluster): when one fails, the others
+    stay written and only the failed one is written again."""
+    settings = Settings(redis_url=store_url, key_prefix=keys.prefix)
+    rec = SampleRecorder(rc, keys, settings)
+    at = time.time() - 1
+    for model in ("a", "b"):
+        rec.add("edge_ttft", model, 0.01, at=at)
+        rec.incr("client_disconnects", model)
+    write_model = SampleRecorder._write_model
+    failed: list[str] = []
+
+    async def flaky(self: SampleRecorder, fold: Fold, model: str) -> None:
+        if model == "b" and not failed:
+            failed.append(model)
+            raise RedisConnectionError("injected: the node of b went away")
+        await write_model(self, fold, model)
+
+    monkeypatch.setattr(SampleRecorder, "_write_model", flaky)
+    with pytest.raises(RedisConnectionError):
+        await rec.flush()
+    assert rec.pending
+    await rec.flush()
+    assert not rec.pending
+    for model in ("a", "b"):
+        total = keys.ts_bucket("edge_ttft", model, TOTAL, 0)
+        assert await rc.hget(total, "n") == b"1", model
+        assert await rc.hget(keys.counters(model), "client_disconnects|") == b"1", model
+    assert await rc.smembers(keys.ts_models()) == {b"a", b"b"}
 
 
 async def test_native_backend_absent_without_the_module(
@@ -113,8 +159,6 @@ async def test_native_backend_writes_series(container_redis_url: str, keys: Keys
         settings = Settings(redis_url=container_redis_url, key_prefix=keys.prefix)
         native = await NativeSeries.detect(r, keys, settings)
         assert native is not None
-        from fakeai.timeseries import Fold
-
         fold = Fold()
         at = time.time()
         for v in (0.1, 0.3):

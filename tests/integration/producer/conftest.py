@@ -1,4 +1,10 @@
-"""Producer test fixtures: settings for the test's Redis and prefix, and running producers."""
+"""Producer test fixtures: the Redis under test, settings for it and the test's prefix, and
+running producers.
+
+Tests run on the session's single Redis (``redis_url``); a test marked :data:`BOTH` runs once
+on it and once on the session's 3-master cluster (``cluster_url``): ``store_url`` is the one in
+use and ``rc`` a client of it (``fakeai.streams.client.connect``), as in the edge's tests.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,10 @@ from fakeai.services.producer.service import Producer
 
 
 @pytest.fixture
-def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
+def make_settings(store_url: str, key_prefix: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "redis_url": redis_url,
+            "redis_url": store_url,
             "key_prefix": key_prefix,
             "latency_simulation": False,
         }
@@ -39,10 +45,12 @@ def start_producer(make_settings: Callable[..., Settings]) -> StartProducer:
         kwargs.setdefault("heartbeat_s", 0.2)
         kwargs.setdefault("reclaim_idle_s", 30.0)
         kwargs.setdefault("drain_s", 2.0)
-        producer = Producer(settings or make_settings(), **kwargs)
-        await asyncio.wait_for(producer.start(), 10)
-        await asyncio.wait_for(producer.cancels.ready.wait(), 10)
+        producer = await asyncio.wait_for(
+            Producer.create(settings or make_settings(), **kwargs), 10
+        )
         try:
+            await asyncio.wait_for(producer.start(), 10)
+            await asyncio.wait_for(producer.cancels.ready.wait(), 10)
             yield producer
         finally:
             await producer.shutdown()

@@ -1,4 +1,7 @@
-"""Helpers for producer tests: publish generation requests, read a stream's log back."""
+"""Helpers for producer tests: publish generation requests, read a stream's log back.
+
+They work on a single Redis and on a cluster (a ``fakeai.streams.client.RedisClient``).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import redis.asyncio as aredis
 
-from fakeai.streams import Keys, new_stream_id
-from fakeai.streams.recording import iter_log
+from fakeai.streams import PRODUCERS_GROUP, Keys, new_stream_id, partition_for
+from fakeai.streams.client import RedisClient
+from fakeai.streams.log import iter_entries
 from fakeai.wire import GenerationRequest, encode
+
+PARTITIONS = 4
+"""``Settings.request_partitions`` of the tests (its default)."""
 
 
 def chat_request(
@@ -52,6 +58,14 @@ def chat_request(
     )
 
 
+def chat_request_on(partition: int, **kwargs: Any) -> GenerationRequest:
+    """A :func:`chat_request` whose stream falls on requests partition ``partition``."""
+    while True:
+        req = chat_request(**kwargs)
+        if partition_for(req.stream_id, PARTITIONS) == partition:
+            return req
+
+
 def completion_request(*, max_tokens: int = 10, seed: int | None = 3) -> GenerationRequest:
     created_ms = int(time.time() * 1000)
     return GenerationRequest(
@@ -67,20 +81,34 @@ def completion_request(*, max_tokens: int = 10, seed: int | None = 3) -> Generat
     )
 
 
-async def publish(r: aredis.Redis, keys: Keys, *requests: GenerationRequest) -> None:
-    """What the edge does: meta ``queued``, then the request on the requests stream."""
-    pipe = r.pipeline(transaction=False)
-    for req in requests:
-        pipe.hset(keys.meta(req.stream_id), mapping={"status": "queued", "model": req.model})
-        pipe.zadd(keys.active(), {req.stream_id: req.created_ms})
-        pipe.xadd(keys.requests(), {"r": encode(req)})
-    await pipe.execute()
+async def publish(
+    r: RedisClient, keys: Keys, *requests: GenerationRequest, partitions: int = PARTITIONS
+) -> None:
+    """What the edge does: meta ``queued``, then the request on its requests partition."""
+    for req in requests:  # in order: a request never reaches a producer before its meta
+        await r.hset(keys.meta(req.stream_id), mapping={"status": "queued", "model": req.model})
+        await r.zadd(keys.active(), {req.stream_id: req.created_ms})
+        await r.xadd(keys.requests_for(req.stream_id, partitions), {"r": encode(req)})
 
 
-async def cancel(r: aredis.Redis, keys: Keys, stream_id: str) -> None:
+async def cancel(r: RedisClient, keys: Keys, stream_id: str) -> None:
     """What the edge's cancel endpoint does."""
     await r.hset(keys.meta(stream_id), "cancel_requested", "1")
     await r.xadd(keys.cancels(), {"c": encode({"stream_id": stream_id, "reason": "test"})})
+
+
+async def pending(r: RedisClient, keys: Keys, partitions: int = PARTITIONS) -> int:
+    """Requests read by group ``producers`` and not acknowledged, over every partition."""
+    total = 0
+    for key in keys.all_requests(partitions):
+        if await r.exists(key):
+            total += int((await r.xpending(key, PRODUCERS_GROUP))["pending"])
+    return total
+
+
+async def acked(r: RedisClient, keys: Keys, partitions: int = PARTITIONS) -> bool:
+    """Every request read by the group has been acknowledged (for ``eventually``)."""
+    return await pending(r, keys, partitions) == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +123,15 @@ class LogEntry:
         return msgspec.json.decode(self.data)
 
 
-async def read_log(r: aredis.Redis, keys: Keys, stream_id: str) -> list[LogEntry]:
+async def read_log(r: RedisClient, keys: Keys, stream_id: str) -> list[LogEntry]:
     out = []
-    async for eid, fields in iter_log(r, keys, stream_id):
-        out.append(
-            LogEntry(
-                id=eid,
-                seq=int(eid.rpartition("-")[2]),
-                kind=fields[b"k"].decode(),
-                data=fields[b"d"],
-                t_us=int(fields[b"t"]),
-            )
-        )
+    async for page in iter_entries(r, keys.chunks(stream_id)):
+        for e in page:
+            out.append(LogEntry(e.id.decode(), e.seq, e.kind.decode(), e.data, e.t_us))
     return out
 
 
-async def finished_log(r: aredis.Redis, keys: Keys, stream_id: str) -> list[LogEntry] | None:
+async def finished_log(r: RedisClient, keys: Keys, stream_id: str) -> list[LogEntry] | None:
     """The log once it ends with a terminal entry, else None (for ``eventually``)."""
     log = await read_log(r, keys, stream_id)
     return log if log and log[-1].kind in ("d", "e") else None

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
+from tests.conftest import BOTH
 from tests.integration.producer.conftest import StartProducer
 from tests.integration.producer.producerkit import (
+    acked,
     chat_request,
+    chat_request_on,
     chat_text,
     finished_log,
     publish,
@@ -25,9 +28,11 @@ from tests.support.servers import eventually
 from fakeai.config import Settings
 from fakeai.content import build_chat_completion
 from fakeai.embedded_redis import EmbeddedRedis, free_port
-from fakeai.streams import PRODUCERS_GROUP, Keys
+from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient
+from fakeai.streams.log.firehose import firehose_events
 from fakeai.streams.meta import StreamMeta
-from fakeai.wire import GenerationRequest, decode_error, firehose_events
+from fakeai.wire import GenerationRequest, decode_error
 
 pytestmark = pytest.mark.redis
 
@@ -41,12 +46,9 @@ def _expected_text(req: GenerationRequest) -> str:
     return str(full["choices"][0]["message"]["content"])
 
 
-async def _acked(r: aredis.Redis, keys: Keys) -> bool:
-    return int((await r.xpending(keys.requests(), PRODUCERS_GROUP))["pending"]) == 0
-
-
+@BOTH
 async def test_two_producers_share_requests_and_produce_each_stream_once(
-    r: aredis.Redis,
+    rc: RedisClient,
     keys: Keys,
     start_producer: StartProducer,
     make_settings: Callable[..., Settings],
@@ -54,27 +56,27 @@ async def test_two_producers_share_requests_and_produce_each_stream_once(
     settings = make_settings(max_streams_per_producer=3, producer_batch=1, firehose_partitions=1)
     reqs = [chat_request(max_tokens=6, ttft_ms=0, itl_ms=30) for _ in range(12)]
     async with start_producer(settings) as a, start_producer(settings) as b:
-        await publish(r, keys, *reqs)
-        logs = [await eventually(lambda q=q: finished_log(r, keys, q.stream_id)) for q in reqs]
-        await eventually(lambda: _acked(r, keys))
+        await publish(rc, keys, *reqs)
+        logs = [await eventually(lambda q=q: finished_log(rc, keys, q.stream_id)) for q in reqs]
+        await eventually(lambda: acked(rc, keys))
     producers = set()
     for req, log in zip(reqs, logs, strict=True):
         assert [e.seq for e in log] == list(range(1, len(log) + 1))
         assert log[-1].kind == "d"
         assert chat_text(log) == _expected_text(req)
-        producers.add(StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id))).producer)
+        producers.add(StreamMeta.from_hash(await rc.hgetall(keys.meta(req.stream_id))).producer)
     assert producers == {a.consumer, b.consumer}
     # each entry reached the firehose exactly once: nobody produced a stream twice
-    events = [e for _, f in await r.xrange(keys.events(0)) for e in firehose_events(f)]
+    events = [e for _, f in await rc.xrange(keys.events(0)) for e in firehose_events(f)]
     assert len(events) == sum(len(log) for log in logs)
     assert len({(e.stream_id, e.entry_id) for e in events}) == len(events)
 
 
 @pytest.fixture
-def child_env(redis_url: str, key_prefix: str) -> dict[str, str]:
+def child_env(store_url: str, key_prefix: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        FAKEAI_REDIS_URL=redis_url,
+        FAKEAI_REDIS_URL=store_url,
         FAKEAI_KEY_PREFIX=key_prefix,
         FAKEAI_LATENCY_SIMULATION="false",
         FAKEAI_LOG_LEVEL="WARNING",
@@ -98,57 +100,60 @@ def spawn_child(child_env: dict[str, str]) -> Iterator[Callable[[], subprocess.P
         proc.wait(10)
 
 
-@pytest.mark.slow
+@BOTH
 async def test_killed_producer_stream_is_completed_by_another_without_duplicates(
-    r: aredis.Redis,
+    rc: RedisClient,
     keys: Keys,
     start_producer: StartProducer,
     spawn_child: Callable[[], subprocess.Popen[bytes]],
 ) -> None:
-    # 30 tokens at 250 ms: a 7 s stream, so the kill lands mid-stream even on a loaded machine.
-    req = chat_request(max_tokens=30, ttft_ms=0, itl_ms=250)
     child = spawn_child()
-    await publish(r, keys, req)
-    before = await eventually(
-        lambda: _at_least(r, keys, req.stream_id, 5), timeout_s=15, interval_s=0.02
-    )
-    os.kill(child.pid, signal.SIGKILL)  # no cleanup, no terminal entry, no XACK
-    child.wait(10)
-    before = await read_log(r, keys, req.stream_id)
-    assert before[-1].kind == "c"
-
+    # A serves partition 0 once it has produced a probe stream there
+    probe = chat_request_on(0, max_tokens=1)
+    await publish(rc, keys, probe)
+    await eventually(lambda: finished_log(rc, keys, probe.stream_id), timeout_s=15, interval_s=0.05)
+    # 24 tokens at 150 ms: a 3.5 s stream, on the clock of its publication (accepted_at)
+    req = chat_request_on(0, max_tokens=24, ttft_ms=0, itl_ms=150)
+    await publish(rc, keys, req)
+    await eventually(lambda: _at_least(rc, keys, req.stream_id, 2), timeout_s=5, interval_s=0.02)
+    # B starts while A streams: it refreshes nothing of A's, and steals nothing from a live A
     async with start_producer(reclaim_idle_s=1.0, heartbeat_s=0.2) as b:
-        log = await eventually(lambda: finished_log(r, keys, req.stream_id), timeout_s=25)
-        await eventually(lambda: _acked(r, keys))
+        await eventually(lambda: _at_least(rc, keys, req.stream_id, 5), interval_s=0.02)
+        os.kill(child.pid, signal.SIGKILL)  # no cleanup, no terminal entry, no XACK
+        child.wait(10)
+        before = await read_log(rc, keys, req.stream_id)
+        assert before[-1].kind == "c"
+        log = await eventually(lambda: finished_log(rc, keys, req.stream_id), timeout_s=8)
+        await eventually(lambda: acked(rc, keys))
     assert [e.seq for e in log] == list(range(1, len(log) + 1))  # no gap, no duplicate
     assert log[: len(before)] == before  # what A wrote is untouched
     assert log[-1].kind == "d"
-    assert chat_text(log) == _expected_text(req)
-    meta = StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id)))
+    assert chat_text(log) == _expected_text(req)  # identical text
+    meta = StreamMeta.from_hash(await rc.hgetall(keys.meta(req.stream_id)))
     assert meta.status == "done"
     assert meta.producer == b.consumer
-    # B kept the original schedule: the rest of the 7 s stream, not a restart from zero
-    last_due = req.accepted_at + 29 * 0.25
+    # B kept the original schedule: the rest of the stream, not a restart from zero
+    last_due = req.accepted_at + 23 * 0.15
     assert abs(log[-2].t_us / 1e6 - last_due) < 1.0
 
 
-async def _at_least(r: aredis.Redis, keys: Keys, sid: str, n: int) -> bool:
-    return bool(await r.xlen(keys.chunks(sid)) >= n)
+async def _at_least(rc: RedisClient, keys: Keys, sid: str, n: int) -> bool:
+    return bool(await rc.xlen(keys.chunks(sid)) >= n)
 
 
 async def test_shutdown_ends_running_streams_with_retryable_shutdown_error(
-    r: aredis.Redis, keys: Keys, start_producer: StartProducer
+    rc: RedisClient, keys: Keys, start_producer: StartProducer
 ) -> None:
     req = chat_request(max_tokens=300, ttft_ms=0, itl_ms=50)
     async with start_producer(drain_s=0.3):
-        await publish(r, keys, req)
-        await eventually(lambda: _at_least(r, keys, req.stream_id, 3))
-    log = await read_log(r, keys, req.stream_id)
+        await publish(rc, keys, req)
+        await eventually(lambda: _at_least(rc, keys, req.stream_id, 3))
+    log = await read_log(rc, keys, req.stream_id)
     assert log[-1].kind == "e"
     assert decode_error(log[-1].data).error.code == "shutdown"
     assert [e.seq for e in log] == list(range(1, len(log) + 1))
-    assert await _acked(r, keys)
-    assert StreamMeta.from_hash(await r.hgetall(keys.meta(req.stream_id))).status == "error"
+    assert await acked(rc, keys)
+    assert StreamMeta.from_hash(await rc.hgetall(keys.meta(req.stream_id))).status == "error"
 
 
 @pytest.mark.slow

@@ -1,32 +1,33 @@
-"""Data entries built directly in the Redis protocol equal what redis-py and msgspec produce;
-firehose events of one flush become one batch entry per partition."""
+"""A stream's records: the commands each item carries (decoded back from the protocol), the
+slots they are tagged with, and firehose events of one flush as one batch entry per partition;
+then the same items written to a real Redis and read back with the wire formats."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
+import hiredis
 import msgspec
 import pytest
 import redis.asyncio as aredis
+from tests.conftest import BOTH
 
 from fakeai.services.producer import records as records_module
 from fakeai.services.producer.firehose import Firehose, FirehoseBatch, FirehoseTrims
 from fakeai.services.producer.records import Outcome, StreamRecords
-from fakeai.services.producer.writer import LogWriter
+from fakeai.services.producer.writer import Cmds, LogWriter, WriteFailed
 from fakeai.streams import PRODUCERS_GROUP, Keys
+from fakeai.streams.client import RedisClient
+from fakeai.streams.log import Kind, Link, pack_command
+from fakeai.streams.log.firehose import firehose_events
 from fakeai.streams.meta import F
 from fakeai.wire import (
-    KIND_CHUNK,
-    KIND_RESPONSE,
     FirehoseItem,
     FirehoseStream,
     GenerationRequest,
     decode_firehose_batch,
     encode,
-    firehose_events,
 )
-from fakeai.wire.resp import pack
 
 # A model name that needs JSON escaping, to prove the event is not assembled naively.
 MODEL = 'odd "model" \\ é'
@@ -34,7 +35,9 @@ ACCEPTED_US = 1_700_000_000_500_000
 CREATED_MS = 1_700_000_000_123
 
 
-def _records(keys: Keys, sid: str = "chatcmpl-00ff00ff00ff00ff00ff00ff") -> StreamRecords:
+def _records(
+    keys: Keys, link: Link, sid: str = "chatcmpl-00ff00ff00ff00ff00ff00ff"
+) -> StreamRecords:
     req = GenerationRequest(
         stream_id=sid,
         endpoint="chat",
@@ -44,8 +47,24 @@ def _records(keys: Keys, sid: str = "chatcmpl-00ff00ff00ff00ff00ff00ff") -> Stre
         body={},
     )
     return StreamRecords(
-        request=req, msg_id=b"1-1", keys=keys, firehose_partitions=4, retention_s=60
+        request=req,
+        msg_id=b"1-1",
+        request_key=keys.requests_for(sid, 4),
+        keys=keys,
+        link=link,
+        firehose_partitions=4,
+        retention_s=60,
     )
+
+
+def _commands(packed: bytes) -> list[list[bytes]]:
+    """The commands in ``packed``, decoded by hiredis's protocol reader."""
+    reader = hiredis.Reader()
+    reader.feed(packed)
+    out = []
+    while (command := reader.gets()) is not False:
+        out.append(command)
+    return out
 
 
 def _group(rec: StreamRecords, *items: FirehoseItem) -> FirehoseStream:
@@ -58,53 +77,96 @@ def _group(rec: StreamRecords, *items: FirehoseItem) -> FirehoseStream:
     )
 
 
-def test_packed_entry_equals_the_redis_py_commands_and_msgspec_event(
-    keys: Keys, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def link() -> Link:
+    """A link of an unconnected single-server client: slots are all 0, no I/O."""
+    return Link(aredis.Redis())
+
+
+def test_data_entries_carry_the_log_entry_and_the_msgspec_firehose_event(
+    keys: Keys, link: Link, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     t_us = 1_700_000_001_234_567
     monkeypatch.setattr(records_module, "now_us", lambda: t_us)
-    rec = _records(keys)
+    rec = _records(keys, link)
     data = b'{"choices":[{"delta":{"content":"hi"}}]}'
-    conn = aredis.Connection()
     sid = rec.request.stream_id
-    for seq, kind, tokens in ((1, KIND_CHUNK, 1), (2, KIND_CHUNK, 2), (3, KIND_RESPONSE, 0)):
-        packed, commands, key, head, event = rec.entry(seq, kind, data, tokens)
-        expected: list[tuple[Any, ...]] = [
-            ("XADD", keys.chunks(sid), rec.entry_id(seq), "k", kind, "d", data, "t", t_us),
-        ]
+    for seq, kind, tokens in ((1, Kind.CHUNK, 1), (2, Kind.CHUNK, 2), (3, Kind.RESPONSE, 0)):
+        item = rec.entry(seq, kind, data, tokens)
+        log_key, entry_id = keys.chunks(sid).encode(), rec.entry_id(seq).encode()
+        expected = [[b"XADD", log_key, entry_id, b"k", kind, b"d", data, b"t", b"%d" % t_us]]
         if seq == 1:
-            expected.append(("HSET", keys.meta(sid), F.FIRST_CHUNK_AT, t_us / 1e6))
-        assert packed == b"".join(conn.pack_commands(expected))
-        assert commands == len(expected)
-        assert key == keys.events_for(sid, 4).encode()
-        item = FirehoseItem(
+            expected.append(
+                [b"HSET", keys.meta(sid).encode(), F.FIRST_CHUNK_AT.encode(), b"%r" % (t_us / 1e6)]
+            )
+        assert _commands(item.packed) == expected
+        assert item.n == len(expected)
+        assert item.stream.key == keys.events_for(sid, 4).encode()
+        event = FirehoseItem(
             seq=seq, kind=kind.decode(), emitted_at_us=t_us, tokens=tokens, data=msgspec.Raw(data)
         )
-        # head + events + "]]" is the stream's group of a batch entry, as msgspec writes it
-        assert head + event + b"]]" == encode(_group(rec, item)).replace(b",null]]", b"]]")
-        assert decode_firehose_batch(b"[" + head + event + b"]]]") == [_group(rec, item)]
+        # head + event + "]]" is the stream's group of a batch entry, as msgspec writes it
+        assert item.stream.head + item.event + b"]]" == encode(_group(rec, event)).replace(
+            b",null]]", b"]]"
+        )
 
 
-def test_one_batch_entry_per_partition_groups_events_by_stream(keys: Keys) -> None:
-    a, b = _records(keys, "chatcmpl-a"), _records(keys, "chatcmpl-b")
+def test_terminal_item_ends_the_stream_and_acks_behind_the_firehose(keys: Keys, link: Link) -> None:
+    rec = _records(keys, link)
+    sid = rec.request.stream_id
+    final = rec.terminal(4, 3, Outcome(finish_reason="stop", completion_tokens=3))
+    names = [(c[0], c[1]) for c in _commands(final.cmds.packed)]
+    chunks, meta = keys.chunks(sid).encode(), keys.meta(sid).encode()
+    assert names == [(b"XADD", chunks), (b"HSET", meta), (b"EXPIRE", chunks), (b"EXPIRE", meta)]
+    assert final.cmds.n == 4
+    assert _commands(final.active.packed) == [[b"ZREM", keys.active().encode(), sid.encode()]]
+    assert _commands(final.after.packed) == [
+        [b"XACK", rec.request_key.encode(), PRODUCERS_GROUP.encode(), b"1-1"]
+    ]
+    forever = _records(keys, link)
+    forever.retention_s = 0
+    persisted = _commands(forever.terminal(1, 0, Outcome(error_code="cancelled")).cmds.packed)
+    assert [c[0] for c in persisted[2:]] == [b"PERSIST", b"PERSIST"]
+
+
+@BOTH
+async def test_items_are_tagged_with_the_slots_of_their_keys(rc: RedisClient, keys: Keys) -> None:
+    link = Link(rc)
+    rec = _records(keys, link)
+    sid = rec.request.stream_id
+    item = rec.entry(1, Kind.CHUNK, b"{}", 1)
+    final = rec.terminal(2, 1, Outcome())
+    slot = link.slot(keys.chunks(sid))
+    assert slot == link.slot(keys.meta(sid))  # one hash tag
+    assert item.slot == final.cmds.slot == rec.started("p").slot == slot
+    assert item.stream.slot == link.slot(keys.events_for(sid, 4))
+    assert final.active.slot == link.slot(keys.active())
+    assert final.after.slot == link.slot(rec.request_key)
+    if link.cluster:  # the tags spread these keys over slots
+        assert len({slot, item.stream.slot, final.active.slot, final.after.slot}) > 1
+
+
+def test_one_batch_entry_per_partition_groups_events_by_stream(keys: Keys, link: Link) -> None:
+    a, b = _records(keys, link, "chatcmpl-a"), _records(keys, link, "chatcmpl-b")
     batch = FirehoseBatch()
     for rec, seq in ((a, 1), (b, 1), (a, 2), (b, 2), (a, 3)):
-        batch.add(*rec.entry(seq, KIND_CHUNK, b'{"i":%d}' % seq, 1)[2:])
+        item = rec.entry(seq, Kind.CHUNK, b'{"i":%d}' % seq, 1)
+        batch.add(item.stream, item.event)
     firehose = Firehose(retention_s=60)
-    parts, n = firehose.commands(batch, t_us=10_000_000_000)
-    keys_used = {rec.entry(1, KIND_CHUNK, b"{}", 1)[2] for rec in (a, b)}
-    xadds = [p for p in parts if b"XADD" in p]
-    assert len(xadds) == len(keys_used)
-    assert n == len(parts) == 2 * len(keys_used)  # each partition also trimmed, once
-    groups = []
-    for p in xadds:
-        payload = p.split(b"\r\n")[-2]
-        groups += decode_firehose_batch(payload)
-    by_sid = {g.stream_id: [e.seq for e in g.events] for g in groups}
+    groups = firehose.groups(batch, t_us=10_000_000_000)
+    partitions = {rec.entry(1, Kind.CHUNK, b"{}", 1).stream.key for rec in (a, b)}
+    assert len(groups) == len(partitions)
+    commands = [c for _, packed, _ in groups for c in _commands(packed)]
+    assert sum(n for _, _, n in groups) == len(commands) == 2 * len(partitions)  # + one trim each
+    xadds = [c for c in commands if c[0] == b"XADD"]
+    assert {c[1] for c in xadds} == partitions
+    assert {c[1] for c in commands if c[0] == b"XTRIM"} == partitions
+    by_sid = {
+        g.stream_id: [e.seq for e in g.events] for c in xadds for g in decode_firehose_batch(c[4])
+    }
     assert by_sid == {"chatcmpl-a": [1, 2, 3], "chatcmpl-b": [1, 2]}
     # the next flush within the trim interval does not trim again
-    parts, n = firehose.commands(batch, t_us=10_000_500_000)
-    assert n == len(keys_used)
+    assert sum(n for _, _, n in firehose.groups(batch, t_us=10_000_500_000)) == len(partitions)
 
 
 def test_trims_are_due_once_per_interval_per_partition() -> None:
@@ -117,23 +179,25 @@ def test_trims_are_due_once_per_interval_per_partition() -> None:
 
 
 @pytest.mark.redis
-async def test_entries_read_back_with_the_wire_formats(r: aredis.Redis, keys: Keys) -> None:
-    rec = _records(keys)
-    writer = LogWriter(r)
+@BOTH
+async def test_entries_read_back_with_the_wire_formats(rc: RedisClient, keys: Keys) -> None:
+    link = Link(rc)
+    rec = _records(keys, link)
+    writer = LogWriter(link)
     writer.start()
     data = b'{"x":"\\u00e9"}'
     before = time.time_ns() // 1000
     for seq in (1, 2):
-        assert writer.put_nowait(rec.entry(seq, KIND_CHUNK, data, seq))
-    await writer.write(rec.entry(2, KIND_CHUNK, data, 2))  # re-sent: the duplicate is ignored
+        assert writer.put_nowait(rec.entry(seq, Kind.CHUNK, data, seq))
+    await writer.write(rec.entry(2, Kind.CHUNK, data, 2))  # re-sent: the duplicate is ignored
     await writer.close()
     sid = rec.request.stream_id
-    log = await r.xrange(keys.chunks(sid))
+    log = await rc.xrange(keys.chunks(sid))
     assert [i for i, _ in log] == [b"1700000000123-1", b"1700000000123-2"]
-    assert [(f[b"k"], f[b"d"]) for _, f in log] == [(KIND_CHUNK, data)] * 2
+    assert [(f[b"k"], f[b"d"]) for _, f in log] == [(Kind.CHUNK, data)] * 2
     times = [int(f[b"t"]) for _, f in log]
     assert all(t >= before for t in times)
-    rows = await r.xrange(keys.events_for(sid, 4))
+    rows = await rc.xrange(keys.events_for(sid, 4))
     assert all(set(f) == {b"b"} for _, f in rows)
     events = [ev for _, f in rows for ev in firehose_events(f)]
     # the re-sent entry's firehose event is a duplicate (at-least-once), with its own time
@@ -142,27 +206,31 @@ async def test_entries_read_back_with_the_wire_formats(r: aredis.Redis, keys: Ke
     ]
     assert len(events) == 3
     assert {(e.stream_id, e.model, e.accepted_at_us) for e in events} == {(sid, MODEL, ACCEPTED_US)}
-    first = await r.hget(keys.meta(sid), F.FIRST_CHUNK_AT)
+    first = await rc.hget(keys.meta(sid), F.FIRST_CHUNK_AT)
     assert first == repr(times[0] / 1e6).encode()
 
 
 @pytest.mark.redis
+@BOTH
 async def test_terminal_event_rides_the_batch_with_its_payload_and_the_request_is_acked(
-    r: aredis.Redis, keys: Keys
+    rc: RedisClient, keys: Keys
 ) -> None:
-    await r.xgroup_create(keys.requests(), PRODUCERS_GROUP, id="0", mkstream=True)
-    msg_id = await r.xadd(keys.requests(), {"r": b"x"})
-    await r.xreadgroup(PRODUCERS_GROUP, "p", {keys.requests(): ">"})
-    rec = _records(keys)
-    rec.msg_id = msg_id
-    writer = LogWriter(r)
+    link = Link(rc)
+    rec = _records(keys, link)
+    await rc.xgroup_create(rec.request_key, PRODUCERS_GROUP, id="0", mkstream=True)
+    rec.msg_id = await rc.xadd(rec.request_key, {"r": b"x"})
+    await rc.xreadgroup(PRODUCERS_GROUP, "p", {rec.request_key: ">"})
+    await rc.zadd(keys.active(), {rec.request.stream_id: 1})
+    writer = LogWriter(link)
     writer.start()
-    writer.put_nowait(rec.entry(1, KIND_CHUNK, b"{}", 1))
+    writer.put_nowait(rec.entry(1, Kind.CHUNK, b"{}", 1))
     outcome = Outcome(finish_reason="length", completion_tokens=1, prompt_tokens=7)
     await writer.write(rec.terminal(2, 1, outcome))
     await writer.close()
-    assert int((await r.xpending(keys.requests(), PRODUCERS_GROUP))["pending"]) == 0
-    rows = await r.xrange(keys.events_for(rec.request.stream_id, 4))
+    assert int((await rc.xpending(rec.request_key, PRODUCERS_GROUP))["pending"]) == 0
+    assert await rc.zscore(keys.active(), rec.request.stream_id) is None
+    assert 0 < await rc.ttl(keys.chunks(rec.request.stream_id)) <= 60
+    rows = await rc.xrange(keys.events_for(rec.request.stream_id, 4))
     events = [ev for _, f in rows for ev in firehose_events(f)]
     assert [(e.entry_id, e.kind) for e in events] == [
         (rec.entry_id(1), "c"),
@@ -175,14 +243,16 @@ async def test_terminal_event_rides_the_batch_with_its_payload_and_the_request_i
 
 
 @pytest.mark.redis
-async def test_packed_commands_fail_their_write_on_errors(r: aredis.Redis, keys: Keys) -> None:
-    from fakeai.services.producer.writer import WriteFailed
-
-    writer = LogWriter(r)
+async def test_packed_commands_fail_their_write_on_errors(rc: RedisClient, keys: Keys) -> None:
+    link = Link(rc)
+    writer = LogWriter(link)
     writer.start()
-    await r.set(keys.meta("wrongtype"), "x")
+    bad, ok = keys.meta("wrongtype"), keys.chunks("ok")
+    await rc.set(bad, "x")
     with pytest.raises(WriteFailed, match="WRONGTYPE"):
-        await writer.write((pack(b"XADD", keys.meta("wrongtype").encode(), b"*", b"f", b"1"), 1))
-    await writer.write((pack(b"XADD", keys.chunks("ok").encode(), b"*", b"f", b"1"), 1))
+        await writer.write(
+            Cmds(link.slot(bad), pack_command(b"XADD", bad.encode(), b"*", b"f", b"1"), 1)
+        )
+    await writer.write(Cmds(link.slot(ok), pack_command(b"XADD", ok.encode(), b"*", b"f", b"1"), 1))
     await writer.close()
-    assert await r.xlen(keys.chunks("ok")) == 1
+    assert await rc.xlen(ok) == 1

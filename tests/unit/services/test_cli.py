@@ -1,12 +1,15 @@
-"""The CLI's argument handling and the environment `up` gives its children."""
+"""The CLI's argument handling, the environment `up` gives its children, and how commands end
+when Redis is not there (no Redis needed)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from fakeai.config import Settings
+from fakeai.embedded_redis import free_port
 from fakeai.services.cli import build_parser, main, redis_url_for_tools, settings_from_args
 from fakeai.services.supervisor import child_env
 
@@ -51,3 +54,58 @@ def test_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["nope"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [([], None), (["--redis-cluster"], True), (["--no-redis-cluster"], False)],
+)
+def test_redis_cluster_flag_maps_to_the_setting(flags: list[str], expected: bool | None) -> None:
+    for command in (["up"], ["edge"], ["producer"], ["metrics"], ["tail"], ["export", "x"],
+                    ["import", "f"], ["delete", "x"], ["migrate"]):  # fmt: skip
+        args = build_parser().parse_args([*command, *flags])
+        assert settings_from_args(args).redis_cluster is expected, command
+
+
+@pytest.mark.parametrize("cluster", [None, True, False])
+def test_child_env_carries_the_cluster_mode(cluster: bool | None) -> None:
+    s = Settings.from_env({}, redis_cluster=cluster)
+    assert Settings.from_env(child_env(s, "redis://127.0.0.1:7/0")).redis_cluster is cluster
+
+
+def test_delete_and_migrate_arguments() -> None:
+    args = build_parser().parse_args(["delete", "chatcmpl-x", "--force"])
+    assert (args.stream_id, args.force) == ("chatcmpl-x", True)
+    args = build_parser().parse_args(["migrate", "--dry-run"])
+    assert (args.dry_run, args.force) == (True, False)
+
+
+@pytest.mark.parametrize("command", [["up", "--port", "0"], ["export", "chatcmpl-x"], ["tail"]])
+def test_an_unreachable_redis_is_one_line_and_a_quick_exit(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: `up` printed a 65-line traceback after ~16 s."""
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    t0 = time.monotonic()
+    assert main([*command, "--redis-url", url, "--state-dir", str(tmp_path)]) == 1
+    assert time.monotonic() - t0 < 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"cannot reach Redis at {url}" in err
+
+
+def test_a_password_is_not_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"redis://user:secret@127.0.0.1:{free_port()}/0"
+    assert main(["export", "x", "--redis-url", url]) == 1
+    err = capsys.readouterr().err
+    assert "secret" not in err
+    assert "user:***@127.0.0.1" in err
+
+
+def test_migrate_without_any_redis_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FAKEAI_REDIS_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["migrate", "--state-dir", str(tmp_path)]) == 1
+    assert "no Redis to migrate" in capsys.readouterr().err

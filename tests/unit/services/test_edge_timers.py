@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator
 
 from starlette.types import Message
 
-from fakeai.services.edge.hub import Subscription, Wakeups
-from fakeai.services.edge.log import parse_flat
 from fakeai.services.edge.responses import EventStream, _StallWatch
+from fakeai.services.edge.subscription import Subscription, Wakeups
+from fakeai.streams.log import parse_flat
 
 
 async def test_wakeups_settle_a_waiter_after_its_timeout_never_before() -> None:

@@ -1,15 +1,17 @@
-"""The log-bin sketch, bucket planning and window parsing (pure)."""
+"""The log-bin sketch, the fold and its key layout, bucket planning and window parsing (pure)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import random
+from typing import Any
 
 import pytest
 
 from fakeai.config import Settings
 from fakeai.errors import BadRequest
+from fakeai.streams import Keys
 from fakeai.timeseries.query import parse_window, plan_buckets
 from fakeai.timeseries.sketch import GAMMA, LogSketch, bin_index, bin_upper, bin_value
 from fakeai.timeseries.store import (
@@ -97,8 +99,11 @@ def test_sketch_round_trips_through_a_hash_reply() -> None:
 
 
 def test_counter_fields() -> None:
-    assert parse_counter_field(counter_field("errors", "a|b", "E")) == ("errors", "E", "a|b")
+    assert counter_field("requests") == "requests|"
+    assert parse_counter_field(counter_field("errors", "E|x")) == ("errors", "E|x")
+    assert parse_counter_field(b"success|stop") == ("success", "stop")
     assert parse_counter_field(b"garbage") is None
+    assert parse_counter_field("|label") is None
 
 
 def test_fold_groups_by_fine_bucket() -> None:
@@ -110,7 +115,53 @@ def test_fold_groups_by_fine_bucket() -> None:
     f.incr("requests", "m", 2)
     f.incr("requests", "m")
     assert {k: s.n for k, s in f.samples.items()} == {("ttft", "m", 100): 2, ("ttft", "m", 101): 1}
-    assert f.counters == {"requests||m": 3}
+    assert f.counters == {"m": {"requests|": 3}}
+
+
+class _Recorder:
+    """A pipeline stand-in that records the keys each queued command names."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda key, *args, **kw: self.calls.append((name, key))
+
+
+def test_fold_writes_one_model_in_its_own_slot() -> None:
+    """A model's writes name only keys of its hash tag (one MULTI/EXEC on a cluster); the
+    model set is a key of its own, written by register() only."""
+    keys = Keys("p")
+    f = Fold(fine_s=1)
+    for model in ("m1", "m2"):
+        f.add("ttft", model, 0.1, 100.0)
+        f.incr("requests", model)
+    f.incr("invalid_events", "unknown")
+    assert f.models == ["m1", "m2", "unknown"]
+    pipe = _Recorder()
+    f.write(pipe, keys, S, "m1")
+    assert pipe.calls
+    assert {key.split(":")[2] for _, key in pipe.calls} == {"{m1}"}
+    assert ("hincrby", keys.counters("m1")) in pipe.calls
+    everything = _Recorder()
+    f.write(everything, keys, S)
+    assert {key.split(":")[2] for _, key in everything.calls} == {"{m1}", "{m2}", "{unknown}"}
+    assert all(name != "sadd" for name, _ in everything.calls)
+    reg = _Recorder()
+    f.register(reg, keys)
+    assert reg.calls == [("sadd", keys.ts_models())]
+
+
+def test_fold_select_keeps_the_models_asked_for() -> None:
+    f = Fold(fine_s=1)
+    f.add("ttft", "a", 0.1, 100.0)
+    f.add("ttft", "b", 0.2, 100.0)
+    f.incr("requests", "b", 2)
+    only_b = f.select({"b"})
+    assert only_b.models == ["b"]
+    assert list(only_b.samples) == [("ttft", "b", 100)]
+    assert only_b.counters == {"b": {"requests|": 2}}
+    assert not f.select(set())
 
 
 S = Settings(ts_fine_s=1, ts_fine_keep_s=3600, ts_coarse_s=60, ts_coarse_keep_s=86_400)

@@ -6,6 +6,7 @@ import pytest
 from tests.integration.metrics.firehose_writer import batch_entry, stream_events
 
 from fakeai.services.metrics.tracker import StreamTracker, fold_finished, rebuild
+from fakeai.streams.log import F_DATA, F_KIND, F_TIME, Entry, Kind, parse_entry
 from fakeai.timeseries import Fold
 from fakeai.wire import decode_firehose_batch
 
@@ -32,7 +33,7 @@ def test_complete_stream_yields_every_sample() -> None:
     fold_finished(fold, f)
     n = {k[0]: s.n for k, s in fold.samples.items()}
     assert n == {"ttft": 1, "itl": 2, "e2e": 1, "tokens_per_s": 1, "tpot": 1}
-    assert fold.counters == {"requests||m": 1, "output_tokens||m": 3, "success|stop|m": 1}
+    assert fold.counters == {"m": {"requests|": 1, "output_tokens|": 3, "success|stop": 1}}
 
 
 def test_duplicates_are_ignored_and_gaps_mark_incomplete() -> None:
@@ -44,10 +45,21 @@ def test_duplicates_are_ignored_and_gaps_mark_incomplete() -> None:
     assert f is not None
     assert not f.complete
     assert f.itl.n == 1  # 1->2 only; the 2->4 gap is skipped
-    fixed = rebuild(f, [(4, ACC + 40), (1, ACC + 10), (3, ACC + 30), (2, ACC + 20)])
+    log = [_entry(seq, Kind.CHUNK, ACC + 10 * seq) for seq in (4, 1, 3, 2)]
+    log.append(_entry(5, Kind.DONE, ACC + 50))  # not a data entry: no sample
+    fixed = rebuild(f, log)
     assert fixed.complete
     assert fixed.itl.n == 3
+    assert fixed.itl.total == pytest.approx(30e-6)
+    assert (fixed.first_us, fixed.last_us) == (ACC + 10, ACC + 40)
     assert rebuild(f, []) is f
+    assert rebuild(f, [_entry(5, Kind.DONE, ACC + 50)]) is f
+
+
+def _entry(seq: int, kind: bytes, t_us: int) -> Entry:
+    """A log entry as the consumer reads it back (through the log's one parser)."""
+    return parse_entry(b"%d-%d" % (ACC // 1000, seq), {F_KIND: kind, F_DATA: b"{}",
+                                                      F_TIME: b"%d" % t_us})  # fmt: skip
 
 
 def test_stream_first_seen_mid_way_is_incomplete() -> None:
@@ -67,7 +79,7 @@ def test_error_before_any_chunk_is_complete() -> None:
     fold = Fold()
     fold_finished(fold, f)
     assert {k[0] for k in fold.samples} == {"e2e"}
-    assert fold.counters["cancels||m"] == 1
+    assert fold.counters["m"]["cancels|"] == 1
 
 
 def test_late_entries_of_finished_streams_are_ignored() -> None:
@@ -107,3 +119,15 @@ def test_batch_groups_fold_like_single_events() -> None:
 
 def _groups(events: list) -> list:
     return decode_firehose_batch(batch_entry(events))
+
+
+@pytest.mark.parametrize("entry_id", ["1-x", "1", "", "1-\u0663", "1--1"])
+def test_malformed_entry_ids_count_as_seq_0(entry_id: str) -> None:
+    """A one-event entry (format ``f``) whose id has no ``<seq>`` number: seq 0, a gap."""
+    ev = _events([10])[0]
+    odd = type(ev)(**{**{f: getattr(ev, f) for f in ev.__struct_fields__}, "entry_id": entry_id})
+    t = StreamTracker()
+    assert t.observe(odd) is None
+    f = t.observe(_events([10])[1])
+    assert f is not None
+    assert not f.complete

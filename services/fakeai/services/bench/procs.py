@@ -1,9 +1,11 @@
 """Process and machine facts from ``/proc`` (Linux): CPU seconds, RSS, descendants, hardware.
 
 ``/proc/<pid>/stat`` (utime + stime, fields 14-15, proc(5)) and ``/proc/<pid>/status``
-(``VmRSS``) give what psutil would, without a dependency. Redis's own CPU comes
-from ``INFO cpu`` (``used_cpu_sys`` + ``used_cpu_user``), which also works for a server that is
-not our child.
+(``VmRSS``) give what psutil would, without a dependency. Redis's own figures come from each
+node: CPU from ``INFO cpu`` (``used_cpu_sys`` + ``used_cpu_user``), which also works for a
+server that is not our child, commands from ``INFO stats`` and ``INFO commandstats``, keys from
+``DBSIZE``. Behind a URL of a Redis Cluster node they are read from every node the cluster
+lists (``CLUSTER NODES``), so a figure "of Redis" is the sum over the nodes.
 """
 
 from __future__ import annotations
@@ -11,19 +13,24 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from fakeai.cluster_topology import parse_cluster_nodes
 
 __all__ = [
     "CpuMeter",
     "ProcInfo",
+    "RedisNode",
     "alive",
     "cpu_seconds",
     "cpu_times",
     "descendants",
     "machine",
     "redis_cpu_seconds",
+    "redis_nodes",
     "rss_bytes",
 ]
 
@@ -110,18 +117,79 @@ def descendants(root: int) -> list[ProcInfo]:
     return sorted(out, key=lambda p: p.pid)
 
 
-def redis_cpu_seconds(url: str) -> float | None:
-    """Redis's CPU seconds from ``INFO cpu``; None when it does not answer."""
+@dataclass(frozen=True)
+class RedisNode:
+    """One Redis server's counters at one moment."""
+
+    address: str
+    """``host:port``"""
+    role: str
+    """``single``, or ``master`` / ``replica`` in a cluster"""
+    cpu_s: float
+    commands: int
+    """``total_commands_processed`` (every command, the edge's blocking reads included)"""
+    keys: int
+    usec_by_command: dict[str, int] = field(default_factory=dict)
+    """CPU microseconds spent per command (``INFO commandstats``), e.g. ``{"xadd": 1200}``"""
+
+
+def _node(address: str, role: str, client: Any) -> RedisNode:
+    info = client.info("all")
+    usec = {
+        k.removeprefix("cmdstat_"): int(v["usec"])
+        for k, v in info.items()
+        if k.startswith("cmdstat_") and isinstance(v, dict)
+    }
+    return RedisNode(
+        address=address,
+        role=role,
+        cpu_s=float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+        commands=int(info["total_commands_processed"]),
+        keys=int(client.dbsize()),
+        usec_by_command=usec,
+    )
+
+
+def redis_nodes(url: str) -> list[RedisNode]:
+    """The server at ``url``, or every node of its Redis Cluster (those not flagged failing),
+    sorted by address; empty when it does not answer."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=5)
+    host = urlsplit(url).hostname or "127.0.0.1"
+    seed = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
     try:
-        info = client.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-    except (redis.RedisError, KeyError):
-        return None
+        if not int(seed.info("cluster").get("cluster_enabled", 0) or 0):
+            port = seed.connection_pool.connection_kwargs.get("port", 6379)
+            return [_node(f"{host}:{port}", "single", seed)]
+        lines = parse_cluster_nodes(seed.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
+    except (redis.RedisError, KeyError, ValueError):
+        return []
     finally:
-        client.close()
+        seed.close()
+    out = []
+    down = {"fail", "fail?", "handshake", "noaddr"}
+    for line in lines:
+        if line.flags & down:
+            continue
+        ip, port = line.address
+        client = redis.Redis(host=ip or host, port=port, socket_timeout=5, decode_responses=True)
+        try:
+            role = "replica" if "slave" in line.flags else "master"
+            out.append(_node(f"{ip or host}:{port}", role, client))
+        except (redis.RedisError, KeyError, ValueError):
+            continue
+        finally:
+            client.close()
+    return sorted(
+        out, key=lambda n: (n.address.rpartition(":")[0], int(n.address.rpartition(":")[2]))
+    )
+
+
+def redis_cpu_seconds(url: str) -> float | None:
+    """Redis's CPU seconds from ``INFO cpu``, summed over a cluster's nodes; None when it does
+    not answer."""
+    nodes = redis_nodes(url)
+    return sum(n.cpu_s for n in nodes) if nodes else None
 
 
 def cpu_times() -> tuple[float, float]:

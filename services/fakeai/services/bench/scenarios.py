@@ -9,9 +9,10 @@ every stack process (``/proc``) and of Redis (``INFO cpu``), and stops every pro
 S1 throughput (latency off), S2 latency fidelity against the gpt-4o profile, S3 resume every 20
 chunks, S4 fan-out of one stream to many readers, S5 edge memory per idle connection, S6 the
 upstream ``fakeai`` package on the same machine (skipped with a note when it cannot be
-installed). The report names the machine, the date and the exact command. Figures only: no
-scenario passes or fails, except that S2 says where client-observed latency stops matching
-the profile (median within 5 %, p99 within 10 %).
+installed), S7 scale-out: one redis-server against a 3-master Redis Cluster, with 1 and 2 edges
+and producers (:mod:`.scaleout`). The report names the machine, the date and the exact
+command. Figures only: no scenario passes or fails, except that S2 says where client-observed
+latency stops matching the profile (median within 5 %, p99 within 10 %).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, TypeVar
 
 from fakeai.embedded_redis import free_port
 from fakeai.latency_profiles import LatencyProfileManager
-from fakeai.services.bench import procs
+from fakeai.services.bench import procs, scaleout
 from fakeai.services.bench.driver import (
     QUICK,
     Driver,
@@ -55,7 +56,7 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 
 
 class Scenarios(Driver):
@@ -569,6 +570,11 @@ class Scenarios(Driver):
                 fidelity,
             ),
         ]
+
+    def s7(self) -> None:
+        """Its own edge and producer counts per row: ``--edge-workers`` and
+        ``--producer-workers`` do not apply."""
+        self.lines += scaleout.s7(self)
 
 
 def main(argv: list[str] | None = None) -> int:

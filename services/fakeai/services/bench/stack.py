@@ -116,9 +116,12 @@ class LocalStack(_Server):
             self.stop()
             raise
         self.children = descendants(proc.pid)
-        announced = self.state_dir / "redis.url"
+        announced = self.state_dir / "redis.url"  # an embedded Redis
         if announced.exists():
             self.redis_url = announced.read_text().strip()
+        else:  # an external Redis or cluster, as ``up`` was given it (config/settings.py)
+            env = {**os.environ, **self.env}
+            self.redis_url = env.get("FAKEAI_REDIS_URL") or env.get("REDIS_URL")
         return self
 
     def pids(self, *roles: str) -> list[int]:

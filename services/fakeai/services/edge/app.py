@@ -1,15 +1,22 @@
 """The edge application: routes, middleware, error handling, lifespan, and the server.
 
 Lifespan start-up builds the state (``app.state.edge``; ``settings``, ``keys``, ``redis``,
-``hub`` and ``recorder`` are also set on ``app.state`` for route modules). Redis is not needed
-to start: until it answers, ``/readyz`` and the API say 503 with ``Retry-After``.
+``hub`` and ``recorder`` are also set on ``app.state`` for route modules) and connects with
+:func:`fakeai.streams.client.connect`: a single server or a Redis Cluster, detected by itself
+unless ``FAKEAI_REDIS_CLUSTER`` says which. :func:`~fakeai.streams.client.check_layout` then
+marks a fresh Redis with the key layout, or refuses one that holds another: that
+:class:`~fakeai.streams.client.LayoutMismatch` stops start-up with its message (it names the
+fix). Redis is not needed to start: when it does not answer, the edge starts anyway, says 503
+with ``Retry-After`` on ``/readyz`` and the API, and connects in the background (checking the
+layout then; a mismatch found then is answered as a 503 ``layout_mismatch`` with the same
+message, until the data is migrated).
 
 Shutdown, in order (the way uvicorn's ``Server.shutdown`` does it):
 
 1. Stop intake: new requests get 503 ``shutting_down``.
 2. End live client streams with a resumable error event; wait for open responses to finish,
    up to :data:`DRAIN_S`.
-3. Stop the hub (its blocking connection is closed, never pooled).
+3. Stop the hub (its blocking connections are closed, never pooled).
 4. Flush the recorder, then close the Redis pool.
 
 Under :func:`serve`, steps 1-2 run as soon as the server begins shutting down (uvicorn waits
@@ -30,6 +37,12 @@ from typing import cast
 
 import redis.asyncio as aredis
 import uvicorn
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
@@ -49,6 +62,8 @@ from fakeai.services.edge.responses import RunStreamsOutside
 from fakeai.services.edge.state import EdgeState
 from fakeai.services.runtime import tune_gc
 from fakeai.streams import Keys
+from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect
+from fakeai.streams.log import Link
 from fakeai.timeseries.recorder import SampleRecorder
 
 __all__ = ["DRAIN_S", "create_app", "make_server", "run", "serve"]
@@ -63,7 +78,30 @@ POOL_CONNECTIONS = 64
 A pooled connection costs ~40 KiB of edge RSS (buffers, reader, stream objects) and the pool
 never shrinks, so a burst of new streams leaves them all behind; each is busy for one round
 trip (~0.1-0.3 ms) per request, so 64 carry far more requests per second than one edge
-process can parse."""
+process can parse. On a cluster the bound is per node, and a full node pool raises (answered as
+a 503) instead of waiting (:func:`fakeai.streams.client.connect`)."""
+_CONNECT_RETRY_MAX_S = 2.0
+"""Longest pause between two connection attempts while Redis does not answer at start."""
+_UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    RedisClusterException,
+    OSError,
+)
+"""What connecting raises when no Redis answers (``RedisClusterException``: no seed node does;
+``ClusterError``: CLUSTERDOWN, a cluster still forming or failing over)."""
+_REDIS_DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    RedisClusterException,
+    TryAgainError,
+    AskError,
+)
+"""Raw Redis errors answered as a 503: Redis, a node or a slot unreachable for now (a cluster
+in failover or resharding; redis-py follows MOVED and ASK itself and raises only once it gives
+up)."""
 
 
 class EdgeMiddleware:
@@ -164,26 +202,15 @@ def create_app(settings: Settings) -> Starlette:
     """The edge as an ASGI app; Redis connections open in its lifespan."""
     if settings.redis_url is None:
         raise ValueError("the edge needs a Redis: set FAKEAI_REDIS_URL (or --redis-url)")
-    url = settings.redis_url
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = aredis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_CONNECTIONS, timeout=5, socket_connect_timeout=2.0
-        )
-        redis = aredis.Redis.from_pool(pool)
         keys = Keys(settings.key_prefix)
-        hub = Hub(url, redis)
-        hub.start()
-        recorder = SampleRecorder(redis, keys, settings)
-        recorder_task = asyncio.create_task(recorder.run(), name="edge-recorder")
-        state = EdgeState(settings=settings, keys=keys, redis=redis, hub=hub, recorder=recorder)
+        state = EdgeState(settings=settings, keys=keys)
         app.state.edge = state
-        app.state.settings, app.state.keys, app.state.redis = settings, keys, redis
-        app.state.hub, app.state.recorder = hub, recorder
-        logger.info(
-            "edge ready (redis %s, prefix %s)", pool.connection_kwargs.get("host"), keys.prefix
-        )
+        app.state.settings, app.state.keys, app.state.redis = settings, keys, None
+        backend = _Backend(app, state)
+        await backend.open()  # a LayoutMismatch stops start-up here, with its message
         try:
             yield
         finally:
@@ -192,13 +219,8 @@ def create_app(settings: Settings) -> Starlette:
             if state.responses > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.drained.wait(), DRAIN_S)
-            # 3. Stop the hub.
-            await hub.close()
-            # 4. Flush metrics, close Redis.
-            recorder_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recorder_task
-            await redis.aclose()
+            # 3-4. Stop the hub, flush metrics, close Redis.
+            await backend.close()
             logger.info("edge stopped")
 
     return _EdgeApp(
@@ -207,12 +229,105 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
-            RedisConnectionError: _redis_down,
-            RedisTimeoutError: _redis_down,
+            **dict.fromkeys(_REDIS_DOWN, _redis_down),
             Exception: _server_error,
         },
         lifespan=lifespan,
     )
+
+
+class _Backend:
+    """The Redis side of a running edge: command client, hub and recorder, attached to the
+    :class:`EdgeState` once Redis answers and holds our key layout."""
+
+    def __init__(self, app: Starlette, state: EdgeState) -> None:
+        self._app = app
+        self._state = state
+        self._redis: RedisClient | None = None
+        self._hub: Hub | None = None
+        self._recorder_task: asyncio.Task[None] | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+
+    async def _connect(self) -> RedisClient:
+        """A command client (cluster or not, detected unless set), the layout checked."""
+        settings = self._state.settings
+        assert settings.redis_url is not None
+        redis = await connect(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            max_connections=POOL_CONNECTIONS,
+            blocking_pool=True,
+        )
+        try:
+            await check_layout(redis, self._state.keys)
+        except BaseException:
+            await redis.aclose()
+            raise
+        return redis
+
+    async def open(self) -> None:
+        """Attach now, or, when Redis does not answer, start the edge anyway (503 until it
+        does) and keep connecting in the background. Raises :class:`LayoutMismatch`."""
+        try:
+            redis = await self._connect()
+        except _UNREACHABLE as e:
+            logger.warning("Redis is unreachable (%s); answering 503 until it answers", e)
+            self._connect_task = asyncio.create_task(self._connect_later(), name="edge-connect")
+            return
+        self._attach(redis)
+
+    async def _connect_later(self) -> None:
+        pause = 0.1
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _CONNECT_RETRY_MAX_S)
+            try:
+                redis = await self._connect()
+            except _UNREACHABLE:
+                continue
+            except LayoutMismatch as e:
+                # Start-up is over: refuse work with the message until the data is migrated.
+                if self._state.unready[0] != "layout_mismatch":
+                    logger.error("%s", e)
+                self._state.unready = ("layout_mismatch", str(e))
+                continue
+            except Exception:
+                # Anything else: say so and keep trying; this task dying would leave the edge
+                # answering 503 forever without a word.
+                logger.exception("connecting to Redis failed; retrying")
+                pause = _CONNECT_RETRY_MAX_S
+                continue
+            self._attach(redis)
+            return
+
+    def _attach(self, redis: RedisClient) -> None:
+        state = self._state
+        hub = self._hub = Hub(Link(redis))
+        hub.start()
+        recorder = SampleRecorder(redis, state.keys, state.settings)
+        self._recorder_task = asyncio.create_task(recorder.run(), name="edge-recorder")
+        self._redis = redis
+        state.attach(redis, hub, recorder)
+        app_state = self._app.state
+        app_state.redis, app_state.hub, app_state.recorder = redis, hub, recorder
+        kind = "cluster" if isinstance(redis, aredis.RedisCluster) else "server"
+        logger.info("edge ready (redis %s, prefix %s)", kind, state.keys.prefix)
+
+    async def close(self) -> None:
+        """Shutdown steps 3-4: stop the hub (its connections are closed, never pooled), flush
+        the recorder, close the command pool."""
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connect_task
+        if self._hub is not None:
+            await self._hub.close()
+        if self._recorder_task is not None:
+            self._recorder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder_task
+        if self._redis is not None:
+            await self._redis.aclose()
 
 
 class _EdgeServer(uvicorn.Server):

@@ -27,9 +27,9 @@ from typing import Literal
 import msgspec
 
 from fakeai.errors import BadRequest
-from fakeai.services.edge.log import Entry
 from fakeai.streaming.sse import chunk_text as sse_chunk_text
-from fakeai.wire import KIND_DONE, KIND_ERROR, KIND_RESPONSE, ErrorBody, decode_error, encode
+from fakeai.streams.log import Entry, Kind
+from fakeai.wire import ErrorBody, decode_error, encode
 
 __all__ = ["FORMATS", "Format", "Formatter", "choose_format", "chunk_text", "formatter"]
 
@@ -142,20 +142,20 @@ class Formatter:
 
     def _jsonl(self, e: Entry) -> bytes:
         head = b'{"id":"' + e.id + b'","type":'
-        if e.kind == KIND_DONE:
+        if e.kind == Kind.DONE:
             return head + b'"done"}\n'
-        if e.kind == KIND_ERROR:
+        if e.kind == Kind.ERROR:
             return head + b'"error","error":' + encode(_error_of(e)) + b"}\n"
-        kind = b'"response"' if e.kind == KIND_RESPONSE else b'"chunk"'
+        kind = b'"response"' if e.kind == Kind.RESPONSE else b'"chunk"'
         return head + kind + b',"data":' + e.data + b"}\n"
 
     def _text(self, e: Entry) -> bytes:
-        if e.kind == KIND_DONE:
+        if e.kind == Kind.DONE:
             return b""
-        if e.kind == KIND_ERROR:
+        if e.kind == Kind.ERROR:
             err = _error_of(e)
             return f"\n[error] {err.code}: {err.message}\n".encode()
-        return chunk_text(e.data, whole=e.kind == KIND_RESPONSE).encode()
+        return chunk_text(e.data, whole=e.kind == Kind.RESPONSE).encode()
 
 
 def formatter(fmt: Format, retry_ms: int) -> Formatter:

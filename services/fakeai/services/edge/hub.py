@@ -1,9 +1,25 @@
-"""The hub: one Redis reader per edge process for every stream that has subscribers.
+"""The hub: the edge's blocking Redis readers for every stream that has subscribers.
 
-One dedicated connection runs ``XREAD COUNT 512 BLOCK 1000 STREAMS k1..kn id1..idn`` over all
-keys with subscribers and fans the entries out in memory to each subscriber's bounded queue, so
-a stream watched by a thousand clients costs Redis one reader (a blocked XREAD per client would
-cost O(clients) on every XADD: https://redis.io/docs/latest/commands/xread/).
+A reader runs ``XREAD COUNT 512 BLOCK 1000 STREAMS k1..kn id1..idn`` over the watched keys it
+owns and fans the entries out in memory to each subscriber's bounded queue
+(:class:`~.subscription.Subscription`), so a stream watched by a thousand clients costs Redis
+one read (a blocked XREAD per client would cost O(clients) on every XADD:
+https://redis.io/docs/latest/commands/xread/).
+
+How many readers. A multi-key command may only name keys of one slot on a Redis Cluster, even
+keys that sit on one node (CROSSSLOT: https://redis.io/docs/latest/operate/oss_and_stack/
+reference/cluster-spec/#hash-tags). So:
+
+- single server: ONE reader blocks on every watched key;
+- cluster: one reader per slot with watched streams. A stream's keys carry its bucket's hash
+  tag (:meth:`fakeai.streams.Keys.chunks`, :data:`fakeai.streams.STREAM_BUCKETS` = 64 buckets),
+  so that is one reader per bucket with watched streams: at most 64 per edge, spread over the
+  masters, at 1 or at 10,000 open streams. Each reader has its own task, key set, generation
+  and unblock kick, and a dedicated connection to the node that owns its slot
+  (:meth:`fakeai.streams.log.Link.reader`).
+- A reader whose keys are all gone goes idle: its task waits for a key and it KEEPS its
+  connection (one per bucket at most), so the bucket's next stream is read without a connect
+  and a ``CLIENT ID`` round trip. It is closed after an error and by :meth:`Hub.close`.
 
 Contract:
 
@@ -11,17 +27,23 @@ Contract:
   between two calls. A key's start is resolved once, when it is added (the newest entry id of
   the log, or ``<created_ms>-0`` for a stream this request created).
 - Subscribe first, then read the backlog with XRANGE (:mod:`.reader`): every entry after
-  :attr:`Subscription.start` reaches the queue, so backlog + queue has no gap; the reader drops
-  ids it already sent (the seam).
-- When the key set changes while the XREAD is blocked, ``CLIENT UNBLOCK <hub client id>`` from
-  the command pool makes it return at once and the loop re-issues it with the new keys
-  (https://redis.io/docs/latest/commands/client-unblock/).
+  :attr:`Subscription.start_seq` reaches the queue, so backlog + queue has no gap; the reader
+  drops ids it already sent (the seam).
+- When a reader's key set grows while its XREAD is blocked, ``CLIENT UNBLOCK <its client id>``
+  from another connection to its node makes the read return at once and the loop re-issues it
+  with the new keys (https://redis.io/docs/latest/commands/client-unblock/).
 - A terminal entry (``k`` = d or e) is delivered, then the key is dropped.
 - A queue past its bound marks the subscriber overflowed; it ends with a resumable error.
-- The blocking connection is never shared and never reused after an error or cancellation (a
-  cancelled blocking read can leave an unread reply on its connection: redis/redis-py#2663,
-  #2624): it is closed and a fresh one opened, with backoff. If Redis stays down past
-  ``down_deadline_s``, every subscriber ends with ``redis_unavailable``.
+- A blocking connection is never shared and never reused after an error, a cancellation or a
+  missing reply (redis/redis-py#2663, #2624: a cancelled blocking read can leave an unread reply
+  on its connection): it is closed and a fresh one opened, with backoff. On a cluster the slot
+  map is reloaded first (one reload at a time for all readers), so a MOVED reply (resharding, a
+  failover) or a lost node leads to the node that owns the slot now. ASK (a slot half migrated)
+  is not followed with ASKING: the reader retries until MOVED names the new owner.
+- A reply is expected within the block time plus :data:`REPLY_MARGIN_S`; past that the node is
+  taken for gone (a socket that died without a FIN).
+- If a reader cannot read for ``down_deadline_s``, its subscribers end with the resumable
+  ``redis_unavailable`` error; the other readers go on.
 """
 
 from __future__ import annotations
@@ -29,246 +51,115 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from typing import Any
 
-import redis.asyncio as aredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from fakeai.services.edge.log import PAGE, Entry, StreamInterrupted, parse_flat
-from fakeai.wire.resp import pack
+from fakeai.services.edge.interrupted import RESUME_HINT, StreamInterrupted
+from fakeai.services.edge.subscription import Subscription, Wakeups
+from fakeai.streams.log import PAGE, Link, Reader, entry_seq, pack_command, parse_flat
 
-__all__ = ["Hub", "Subscription", "Wakeups"]
+__all__ = ["REPLY_MARGIN_S", "Hub", "Subscription", "Wakeups"]
 
 logger = logging.getLogger(__name__)
 
-_RESUME_HINT = "reconnect with Last-Event-ID to resume"
+REPLY_MARGIN_S = 5.0
+"""How much longer than its BLOCK time a read may wait for its reply before the reader gives
+up on the connection."""
+_BACKOFF_MIN_S = 0.05
+_BACKOFF_MAX_S = 1.0
+_READ_ERRORS = (RedisError, RedisClusterException, OSError)
+"""What a lost node, a redirection or a refused connection raises (TimeoutError is an OSError);
+``RedisClusterException`` is not a ``RedisError``: it comes from a slot no node serves yet."""
 
 
-class Wakeups:
-    """Heartbeat timeouts shared by every waiting subscription: one loop timer per time slot,
-    not one per wait.
+class _Lane:
+    """One blocking reader: the watched keys of one slot (every key, on a single server)."""
 
-    A subscription joins the slot that ends at the next multiple of ``timeout / 8`` after its
-    deadline, so it wakes between ``timeout`` and ``9/8 timeout`` after its wait began. An idle
-    SSE connection then costs a set entry instead of a loop timer (~0.5 KiB each; S5 holds
-    10,000). Use from one event loop (the hub's).
+    __slots__ = ("blocked_gen", "gen", "kick_task", "last", "reader", "slot", "task", "wake")
 
-    A subscription joins a slot at most once per period, not once per wait: each wait only
-    notes when it began, and the slot, when it fires, settles the subscription's waiter if it
-    has waited ``timeout`` by then, or moves it to the slot of its own deadline. A busy stream
-    (a wait per delivered event) then costs no set add and discard per event.
-    """
-
-    __slots__ = ("_slots",)
-
-    def __init__(self) -> None:
-        self._slots: dict[float, set[Subscription]] = {}
-
-    def join(
-        self, loop: asyncio.AbstractEventLoop, sub: Subscription, due: float, timeout: float
-    ) -> float:
-        """Put ``sub`` in the slot of ``due`` (loop clock); returns that slot."""
-        grain = timeout / 8
-        when = math.ceil(due / grain) * grain if grain > 0 else loop.time()
-        slot = self._slots.get(when)
-        if slot is None:
-            slot = self._slots[when] = set()
-            loop.call_at(when, self._fire, loop, when)
-        slot.add(sub)
-        return when
-
-    def discard(self, when: float, sub: Subscription) -> None:
-        slot = self._slots.get(when)
-        if slot is not None:
-            slot.discard(sub)
-
-    def _fire(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        now = loop.time()
-        for sub in self._slots.pop(when, ()):
-            sub._on_slot(loop, now)
-
-
-class Subscription:
-    """One client's view of a live stream: a bounded queue the hub fills."""
-
-    __slots__ = (
-        "_failure",
-        "_items",
-        "_slot",
-        "_timeout",
-        "_waiter",
-        "_waiting_since",
-        "_wakeups",
-        "key",
-        "limit",
-        "overflowed",
-        "start_seq",
-    )
-
-    def __init__(self, key: bytes, start_seq: int, limit: int, wakeups: Wakeups) -> None:
-        self._wakeups = wakeups
-        self.key = key
-        self.start_seq = start_seq
-        """Every entry with a larger seq reaches this queue (unless it overflows)."""
-        self.limit = limit
-        # A plain list handed over whole by get() (no copy), and one bare future as the
-        # wake-up: cheaper per delivered batch than a deque copy plus an asyncio.Event.
-        self._items: list[Entry] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._failure: StreamInterrupted | None = None
-        self.overflowed = False
-        # Heartbeat bookkeeping (see Wakeups): the slot this subscription is in, if any, and
-        # when the current wait began.
-        self._slot: float | None = None
-        self._timeout = 0.0
-        self._waiting_since = 0.0
-
-    def _push(self, batch: list[Entry]) -> None:
-        if self._failure is not None:
-            return
-        # One XREAD batch may exceed the bound by itself (a fast reader takes it at once);
-        # entries piling up behind an unread batch are what marks a slow client.
-        if self._items and len(self._items) + len(batch) > self.limit:
-            # Memory stays bounded: drop what is queued; the client resumes from Redis.
-            self._items.clear()
-            self.overflowed = True
-            self._fail(
-                StreamInterrupted(
-                    "slow_consumer",
-                    f"client fell more than {self.limit} events behind; {_RESUME_HINT}",
-                )
-            )
-            return
-        self._items.extend(batch)
-        w = self._waiter  # _wake, inline: this runs once per subscriber per XREAD reply
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _fail(self, failure: StreamInterrupted) -> None:
-        if self._failure is None:
-            self._failure = failure
-        self._wake()
-
-    async def get(self, timeout: float | None = None) -> list[Entry]:
-        """The entries queued so far (waits for at least one).
-
-        With ``timeout``, an empty list when nothing arrived within it (at most an eighth
-        later, see :class:`Wakeups`): the SSE heartbeat is sent from the response's own task
-        on that signal (see :mod:`.responses`). The timer settles the waiter; it is not a
-        cancelling timeout scope.
-
-        Raises:
-            StreamInterrupted: the queue overflowed, Redis stayed down, or the edge is closing.
-        """
-        while not self._items:
-            if self._failure is not None:
-                raise self._failure
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            if timeout is not None:
-                since = self._waiting_since = loop.time()
-                if self._slot is None or timeout != self._timeout:
-                    self._release()  # a different timeout: the slot of the new one
-                    self._slot = self._wakeups.join(loop, self, since + timeout, timeout)
-                self._timeout = timeout
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-            if timeout is not None and not self._items and self._failure is None:
-                return []
-        if self._failure is not None:
-            raise self._failure
-        batch, self._items = self._items, []
-        return batch
-
-    def _on_slot(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
-        """Its :class:`Wakeups` slot fired: settle a wait that has lasted its timeout, move a
-        younger one to the slot of its deadline; one that is not waiting re-joins on its
-        next wait."""
-        self._slot = None
-        w = self._waiter
-        if w is None or w.done():
-            return
-        due = self._waiting_since + self._timeout
-        if due <= now + 0.001:  # loop timers may fire up to a millisecond early
-            w.set_result(None)
-        else:
-            self._slot = self._wakeups.join(loop, self, due, self._timeout)
-
-    def _release(self) -> None:
-        """Leave the heartbeat slot (the subscription has ended)."""
-        if self._slot is not None:
-            self._wakeups.discard(self._slot, self)
-            self._slot = None
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.last: dict[bytes, bytes] = {}
+        """Watched key -> the id its next read starts after."""
+        self.gen = 0
+        """Bumped when a key is added; the read in flight covers ``blocked_gen``."""
+        self.blocked_gen: int | None = None
+        self.reader: Reader | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.kick_task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
 
 
 class Hub:
-    """Reads every subscribed stream log on one dedicated connection and fans out in memory."""
+    """The edge's blocking readers and their in-memory fan-out (see the module docstring)."""
 
     def __init__(
         self,
-        url: str,
-        commands: aredis.Redis,
+        link: Link,
         *,
         block_ms: int = 1000,
         down_deadline_s: float = 10.0,
     ) -> None:
-        self._url = url
-        self._cmd = commands
-        self._block_ms = block_ms
+        self._link = link
         self._down_deadline_s = down_deadline_s
+        self._reply_timeout_s = block_ms / 1000 + REPLY_MARGIN_S
+        self._xread = (b"XREAD", b"COUNT", b"%d" % PAGE, b"BLOCK", b"%d" % block_ms, b"STREAMS")
         self._subs: dict[bytes, set[Subscription]] = {}
-        self._last: dict[bytes, bytes] = {}
-        self._wake = asyncio.Event()
-        self._gen = 0
-        self._blocked_gen: int | None = None
-        self._conn: aredis.Redis | None = None
-        self._client_id: int | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._kick_task: asyncio.Task[None] | None = None
+        self._lanes: dict[int, _Lane] = {}
+        self._started = False
         self._closed = False
+        self._refreshing: asyncio.Task[None] | None = None
         self._wakeups = Wakeups()
         self.reads = 0
-        """XREAD calls made (for diagnostics and tests)."""
+        """XREAD calls answered (for diagnostics and tests)."""
         self.overflows = 0
         """Subscribers ended as slow consumers."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="edge-hub")
+        """Start reading (each reader's task starts with its first key)."""
+        self._started = True
+        for lane in self._lanes.values():
+            self._start_lane(lane)
 
     def end_all(self, code: str, message: str) -> None:
-        """End every subscriber with a resumable error (shutdown, or Redis down)."""
+        """End every subscriber with a resumable error (shutdown)."""
         failure = StreamInterrupted(code, message)
         for subs in self._subs.values():
             for sub in subs:
                 sub._fail(failure)
         self._subs.clear()
-        self._last.clear()
+        for lane in self._lanes.values():
+            lane.last.clear()
 
     async def close(self) -> None:
-        """Stop reading and close the dedicated connection (never returned to a pool)."""
+        """Stop reading and close every reader's connection (never returned to a pool)."""
         self._closed = True
-        self.end_all("edge_shutdown", f"the server is shutting down; {_RESUME_HINT}")
-        for task in (self._task, self._kick_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await self._drop_connection()
+        self.end_all("edge_shutdown", f"the server is shutting down; {RESUME_HINT}")
+        lanes = list(self._lanes.values())
+        tasks = [t for lane in lanes for t in (lane.task, lane.kick_task) if t is not None]
+        if self._refreshing is not None:
+            tasks.append(self._refreshing)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for lane in lanes:
+            await self._drop(lane)
 
     @property
     def keys(self) -> int:
-        return len(self._last)
+        """Watched keys (a snapshot: safe to read from another thread)."""
+        return sum(len(lane.last) for lane in tuple(self._lanes.values()))
+
+    @property
+    def readers(self) -> int:
+        """Open reader connections (busy or idle)."""
+        return sum(lane.reader is not None for lane in tuple(self._lanes.values()))
 
     # -- subscribers -------------------------------------------------------------------------
 
@@ -280,14 +171,19 @@ class Hub:
         yet: the newest entry id of the log, or ``<created_ms>-0``.
         """
         if self._closed:
-            raise StreamInterrupted("edge_shutdown", f"the server is shutting down; {_RESUME_HINT}")
+            raise StreamInterrupted("edge_shutdown", f"the server is shutting down; {RESUME_HINT}")
         k = key.encode()
-        last = self._last.get(k)
+        slot = self._link.slot(k)
+        lane = self._lanes.get(slot)
+        if lane is None:
+            lane = self._lanes[slot] = _Lane(slot)
+            self._start_lane(lane)
+        last = lane.last.get(k)
         if last is None:
-            last = self._last[k] = start_id.encode()
+            last = lane.last[k] = start_id.encode()
             self._subs[k] = set()
-            self._changed()
-        sub = Subscription(k, int(last.partition(b"-")[2]), limit, self._wakeups)
+            self._changed(lane)
+        sub = Subscription(k, entry_seq(last), limit, self._wakeups)
         self._subs[k].add(sub)
         return sub
 
@@ -300,119 +196,119 @@ class Hub:
         if not subs:
             # Reading an unwatched key for one more round is harmless: no unblock needed.
             del self._subs[sub.key]
-            self._last.pop(sub.key, None)
+            lane = self._lanes.get(self._link.slot(sub.key))
+            if lane is not None:
+                lane.last.pop(sub.key, None)
 
-    def _changed(self) -> None:
-        self._gen += 1
-        self._wake.set()
-        if self._blocked_gen is not None and self._kick_task is None:
-            self._kick_task = asyncio.create_task(self._kick(), name="edge-hub-unblock")
+    def _start_lane(self, lane: _Lane) -> None:
+        if lane.task is None and self._started and not self._closed:
+            lane.task = asyncio.create_task(self._run(lane), name=f"edge-hub-{lane.slot}")
 
-    async def _kick(self) -> None:
-        """CLIENT UNBLOCK the hub's XREAD so it re-issues with the new key set.
+    def _changed(self, lane: _Lane) -> None:
+        lane.gen += 1
+        lane.wake.set()
+        if lane.blocked_gen is not None and lane.kick_task is None:
+            lane.kick_task = asyncio.create_task(self._kick(lane), name="edge-hub-unblock")
+
+    async def _kick(self, lane: _Lane) -> None:
+        """CLIENT UNBLOCK the lane's XREAD so it re-issues with the new key set.
 
         Returns 0 while the XREAD is still on its way to the server; retry briefly then.
         """
         try:
             for _ in range(100):
-                if self._blocked_gen is None or self._blocked_gen >= self._gen:
+                if lane.blocked_gen is None or lane.blocked_gen >= lane.gen:
                     return
-                if self._client_id is not None and await self._cmd.client_unblock(self._client_id):
+                reader = lane.reader
+                if reader is not None and reader.client_id and await reader.unblock():
                     return
                 await asyncio.sleep(0.002)
-        except RedisError as e:
+        except _READ_ERRORS as e:  # the read loop sees the same failure and recovers
             logger.debug("hub unblock failed: %s", e)
         finally:
-            self._kick_task = None
+            lane.kick_task = None
+
+    def _fail_lane(self, lane: _Lane, code: str, message: str) -> None:
+        failure = StreamInterrupted(code, message)
+        for key in lane.last:
+            for sub in self._subs.pop(key, ()):
+                sub._fail(failure)
+        lane.last.clear()
 
     # -- the read loop -----------------------------------------------------------------------
 
-    async def _connect(self) -> aredis.Redis:
-        if self._conn is None:
-            conn = aredis.Redis.from_url(
-                self._url, single_connection_client=True, socket_connect_timeout=2.0
-            )
-            # Raw XREAD replies on this private connection: redis-py's callback turns every
-            # entry into a dict (and records lag metrics) only for _dispatch to pick three
-            # fields out; parse_flat reads the flat field list directly.
-            conn.response_callbacks.pop("XREAD", None)
-            try:
-                self._client_id = int(await conn.client_id())
-            except BaseException:
-                await conn.aclose()
-                raise
-            self._conn = conn
-        return self._conn
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn, self._client_id = self._conn, None, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.aclose()
-
-    async def _run(self) -> None:
-        backoff = 0.05
+    async def _run(self, lane: _Lane) -> None:
+        last = lane.last
+        backoff = _BACKOFF_MIN_S
         down_since: float | None = None
         while not self._closed:
-            if not self._last:
-                self._wake.clear()
-                await self._wake.wait()
+            if not last:
+                down_since = None
+                lane.wake.clear()
+                await lane.wake.wait()
                 continue
             try:
-                conn = await self._connect()
-                if not self._last:  # every subscriber left while connecting
-                    continue
-                keys = list(self._last)
-                ids = [self._last[k] for k in keys]
-                self._blocked_gen = self._gen
-                try:
+                async with asyncio.timeout(self._reply_timeout_s):
+                    reader = lane.reader
+                    if reader is None:
+                        reader = lane.reader = await self._link.reader(next(iter(last)))
+                    keys = list(last)
+                    if not keys:  # every subscriber left while connecting
+                        continue
                     # https://redis.io/docs/latest/commands/xread/ (concrete ids, see above)
-                    resp = await self._xread(conn, keys, ids)
-                finally:
-                    self._blocked_gen = None
+                    packed = pack_command(*self._xread, *keys, *[last[k] for k in keys])
+                    lane.blocked_gen = lane.gen
+                    try:
+                        resp = await reader.call(packed)
+                    finally:
+                        lane.blocked_gen = None
                 self.reads += 1
-            except (RedisError, OSError) as e:
-                await self._drop_connection()
+            except _READ_ERRORS as e:
+                await self._drop(lane)
                 now = time.monotonic()
                 if down_since is None:
                     down_since = now
-                    logger.warning("hub lost Redis (%s); reconnecting", e)
+                    logger.warning(
+                        "hub reader of slot %d lost Redis (%s: %s); reconnecting",
+                        lane.slot,
+                        type(e).__name__,
+                        e,
+                    )
                 elif now - down_since > self._down_deadline_s:
-                    self.end_all("redis_unavailable", f"Redis is unavailable; {_RESUME_HINT}")
+                    self._fail_lane(
+                        lane, "redis_unavailable", f"Redis is unavailable; {RESUME_HINT}"
+                    )
                     down_since = None
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                await self._refresh()  # after the pause: a failover takes time to settle
                 continue
             if down_since is not None:
-                logger.info("hub reconnected to Redis")
-            down_since, backoff = None, 0.05
-            self._dispatch(resp)
+                logger.info("hub reader of slot %d reconnected", lane.slot)
+            down_since, backoff = None, _BACKOFF_MIN_S
+            self._dispatch(last, resp)
 
-    async def _xread(self, conn: aredis.Redis, keys: list[bytes], ids: list[bytes]) -> Any:
-        """``XREAD COUNT PAGE BLOCK <block_ms> STREAMS <keys> <ids>``, packed here.
+    async def _drop(self, lane: _Lane) -> None:
+        reader, lane.reader = lane.reader, None
+        if reader is not None:
+            await reader.close()
 
-        The command names every watched key and is sent once per reply (dozens of times a
-        second under load, a thousand keys each): packing it directly costs about a fifth of
-        redis-py's generic ``pack_command``. The connection is private (see
-        :meth:`_connect`); errors surface as from ``execute_command``.
-        """
-        connection = conn.connection
-        if connection is None:  # not yet initialised (_connect normally has done it)
-            return await conn.execute_command(  # type: ignore[no-untyped-call]
-                "XREAD", "COUNT", PAGE, "BLOCK", self._block_ms, "STREAMS", *keys, *ids
-            )
-        packed = pack(
-            b"XREAD", b"COUNT", b"%d" % PAGE, b"BLOCK", b"%d" % self._block_ms, b"STREAMS",
-            *keys, *ids,
-        )  # fmt: skip
-        await connection.send_packed_command(packed, check_health=False)
-        return await connection.read_response()
+    async def _refresh(self) -> None:
+        """Reload the cluster's slot map, one reload shared by every reader that asks."""
+        if not self._link.cluster:
+            return
+        task = self._refreshing
+        if task is None or task.done():
+            task = self._refreshing = asyncio.create_task(self._link.refresh())
+        try:
+            await asyncio.shield(task)
+        except _READ_ERRORS as e:  # no node answers yet: the next connect fails and retries
+            logger.debug("hub slot map reload failed: %s", e)
 
-    def _dispatch(self, resp: Any) -> None:
+    def _dispatch(self, last: dict[bytes, bytes], resp: Any) -> None:
         """Fan out a raw XREAD reply: a map ``{key: [[id, [field, value, ...]], ...]}``
         (RESP3), a list ``[[key, [[id, [...]], ...]], ...]`` (RESP2), or nil on timeout."""
         items = resp.items() if isinstance(resp, dict) else (resp or ())
-        last = self._last
         for key, rows in items:
             if not rows or key not in last:
                 continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,9 +36,13 @@ def _unavailable() -> JSONResponse:
 
 def _renderer(request: Request) -> PrometheusRenderer:
     state: Any = request.app.state
+    if state.redis is None:  # the edge has not reached Redis yet (see .app)
+        raise ServiceUnavailable("Redis is unavailable; retry later", retry_after_s=1)
     r: PrometheusRenderer | None = getattr(state, _RENDERER_ATTR, None)
     if r is None:  # one per app: its cache and model list are shared by every scrape
-        r = PrometheusRenderer(state.redis, state.keys)
+        r = PrometheusRenderer(
+            state.redis, state.keys, request_partitions=state.settings.request_partitions
+        )
         setattr(state, _RENDERER_ATTR, r)
     return r
 
@@ -47,7 +51,7 @@ async def prometheus_endpoint(request: Request) -> Response:
     """Prometheus text exposition of the all-time series."""
     try:
         body = await _renderer(request).render()
-    except (RedisError, OSError):
+    except (RedisError, RedisClusterException, OSError, ServiceUnavailable):
         return _unavailable()
     return Response(body, media_type=CONTENT_TYPE)
 
@@ -60,11 +64,13 @@ async def latency_endpoint(request: Request) -> Response:
     except ApiError as e:
         return _error(e)
     model = request.query_params.get("model") or None
+    if state.redis is None:  # the edge has not reached Redis yet (see .app)
+        return _unavailable()
     try:
         result = await query_latency(
             state.redis, state.keys, state.settings, model=model, window_s=window
         )
-    except (RedisError, OSError):
+    except (RedisError, RedisClusterException, OSError):
         return _unavailable()
     return JSONResponse(result)
 

@@ -1,10 +1,13 @@
 """OpenAI endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``.
 
 A request becomes a stream in one Redis round trip (one pipeline): the meta hash (status
-``queued``), its safety EXPIRE, the ``active`` index, and the :class:`GenerationRequest` on
-``Keys.requests()`` for the producers. The edge subscribes to the stream's log on the hub
-*before* publishing, starting at ``<created_ms>-0``: the log is the rendezvous, so no chunk can
-be missed and no catch-up read is needed.
+``queued``), its safety EXPIRE, the ``active`` index, and the :class:`GenerationRequest` on the
+stream's request partition (``Keys.requests_for``) for the producers. The pipeline is not a
+transaction: its keys sit in up to three slots (the stream's bucket, the index, the partition),
+and a Redis Cluster refuses a MULTI across slots; ``RedisCluster`` sends it as one pipeline per
+node, the nodes concurrently. The edge subscribes to the stream's log on the hub *before*
+publishing, starting at ``<created_ms>-0``: the log is the rendezvous, so no chunk can be missed
+and no catch-up read is needed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from fakeai.errors import BadRequest, NotFound, ServiceUnavailable
 from fakeai.latency_profiles import get_latency_manager
 from fakeai.services.edge.formats import Formatter
-from fakeai.services.edge.log import Entry, StreamInterrupted
+from fakeai.services.edge.interrupted import StreamInterrupted
 from fakeai.services.edge.reader import read_live
 from fakeai.services.edge.responses import stream_response
 from fakeai.services.edge.schemas import (
@@ -37,9 +40,10 @@ from fakeai.services.edge.schemas import (
 )
 from fakeai.services.edge.state import EdgeState, edge_state
 from fakeai.streams import new_stream_id
+from fakeai.streams.log import Entry, Kind
 from fakeai.streams.meta import F
 from fakeai.timeseries.names import CLIENT_DISCONNECTS
-from fakeai.wire import KIND_DONE, KIND_ERROR, KIND_RESPONSE, GenerationRequest, encode
+from fakeai.wire import GenerationRequest, encode
 from fakeai.wire.messages import Endpoint
 
 __all__ = ["routes"]
@@ -100,7 +104,7 @@ def _check_model(model: str) -> None:
 
 async def _publish(state: EdgeState, gen: GenerationRequest, kind: Endpoint) -> None:
     keys, sid = state.keys, gen.stream_id
-    pipe = state.redis.pipeline(transaction=False)
+    pipe = state.redis.pipeline(transaction=False)  # not MULTI: its keys span slots
     pipe.hset(
         keys.meta(sid),
         mapping={
@@ -118,7 +122,7 @@ async def _publish(state: EdgeState, gen: GenerationRequest, kind: Endpoint) -> 
     # The requests stream is a work queue, not a record: entries older than any stream can
     # run (the producer ends a stream at 1 h) are trimmed, so it stays bounded.
     pipe.xadd(
-        keys.requests(),
+        keys.requests_for(sid, state.settings.request_partitions),
         {"r": encode(gen)},
         minid=gen.created_ms - _REQUESTS_KEEP_MS,
         approximate=True,
@@ -230,14 +234,14 @@ async def _first_response(entries: AsyncGenerator[list[Entry], None], sid: str) 
     try:
         async for batch in entries:
             for e in batch:
-                if e.kind == KIND_RESPONSE:
+                if e.kind == Kind.RESPONSE:
                     return Response(e.data, media_type="application/json", headers=headers)
-                if e.kind == KIND_ERROR:
+                if e.kind == Kind.ERROR:
                     status = _ERROR_STATUS.get(_error_code(e.data) or "", 500)
                     return Response(
                         e.data, status_code=status, media_type="application/json", headers=headers
                     )
-                if e.kind == KIND_DONE:
+                if e.kind == Kind.DONE:
                     break
     except StreamInterrupted as e:
         raise ServiceUnavailable(e.message, code=e.code, retry_after_s=1) from None

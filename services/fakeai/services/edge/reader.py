@@ -18,11 +18,11 @@ import contextlib
 import math
 from collections.abc import AsyncGenerator
 
-import redis.asyncio as aredis
-
 from fakeai.errors import BadRequest
 from fakeai.services.edge.hub import Hub, Subscription
-from fakeai.services.edge.log import Entry, StreamInterrupted, iter_range
+from fakeai.services.edge.interrupted import RESUME_HINT, StreamInterrupted
+from fakeai.streams.client import RedisClient
+from fakeai.streams.log import Entry, iter_entries
 
 __all__ = ["parse_pace", "read_finished", "read_live"]
 
@@ -45,16 +45,26 @@ def parse_pace(raw: str | None) -> float | None:
 
 
 def _after(batch: list[Entry], last: int) -> tuple[list[Entry], int, bool]:
-    """The entries of ``batch`` after seq ``last``, up to a terminal one: (new, last, ended)."""
+    """The entries of ``batch`` after seq ``last``, up to a terminal one: (new, last, ended).
+
+    Raises:
+        StreamInterrupted: ``entries_lost``, when the next entry is not ``last + 1``: seqs are
+            consecutive, so a hole means entries that Redis acknowledged and then lost (a
+            cluster failover before they reached the replica). Loss is never silent.
+    """
     if len(batch) == 1:  # the usual live case: no new list
         e = batch[0]
         if e.seq <= last:
             return [], last, False
+        if e.seq != last + 1:
+            raise _lost(last, e)
         return batch, e.seq, e.terminal
     out = []
     for e in batch:
         if e.seq <= last:
             continue  # the seam: already yielded
+        if e.seq != last + 1:
+            raise _lost(last, e)
         out.append(e)
         last = e.seq
         if e.terminal:
@@ -62,8 +72,18 @@ def _after(batch: list[Entry], last: int) -> tuple[list[Entry], int, bool]:
     return out, last, False
 
 
+def _lost(last: int, e: Entry) -> StreamInterrupted:
+    head = e.id.partition(b"-")[0].decode()
+    return StreamInterrupted(
+        "entries_lost",
+        f"entries {head}-{last + 1} to {head}-{e.seq - 1} of this stream were lost by Redis "
+        f"(a failover before they were replicated); to read on, resume with Last-Event-ID "
+        f"{head}-{e.seq - 1}",
+    )
+
+
 async def read_live(
-    redis: aredis.Redis,
+    redis: RedisClient,
     hub: Hub,
     sub: Subscription,
     *,
@@ -88,7 +108,7 @@ async def read_live(
     try:
         last = after_seq
         if sub.start_seq > last:
-            async for page in iter_range(redis, key, last, created_ms):
+            async for page in iter_entries(redis, key, f"{created_ms}-{last}"):
                 batch, last, ended = _after(page, last)
                 if batch:
                     yield batch
@@ -111,7 +131,7 @@ async def read_live(
 
 
 async def read_finished(
-    redis: aredis.Redis,
+    redis: RedisClient,
     key: str,
     *,
     created_ms: int,
@@ -131,15 +151,17 @@ async def read_finished(
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     base = base_t_us
-    async for page in iter_range(redis, key, after_seq, created_ms):
+    last = after_seq
+    async for page in iter_entries(redis, key, f"{created_ms}-{after_seq}"):
         if pace is None:
-            batch, _, ended = _after(page, after_seq)
+            batch, last, ended = _after(page, last)
             if batch:  # an empty batch means "heartbeat" to the response
                 yield batch
             if ended:
                 return
             continue
         for e in page:
+            _, last, _ = _after([e], last)
             if base is None:
                 base = e.t_us
             deadline = t0 + max(0, e.t_us - base) / 1e6 / pace
@@ -156,8 +178,7 @@ async def read_finished(
                     yield []
             if closing.is_set():
                 raise StreamInterrupted(
-                    "edge_shutdown",
-                    "the server is shutting down; reconnect with Last-Event-ID to resume",
+                    "edge_shutdown", f"the server is shutting down; {RESUME_HINT}"
                 )
             yield [e]
             if e.terminal:

@@ -62,22 +62,23 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import ClassVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fakeai.services.edge.formats import Formatter
-from fakeai.services.edge.log import Entry, StreamInterrupted
+from fakeai.services.edge.interrupted import StreamInterrupted
 from fakeai.services.edge.state import EdgeState
+from fakeai.streams.log import Entry, Kind
 from fakeai.timeseries.names import CLIENT_DISCONNECTS, EDGE_TTFT, PIPELINE_LAG
 from fakeai.timeseries.recorder import SampleRecorder
-from fakeai.wire import KIND_CHUNK, KIND_RESPONSE, ErrorBody
+from fakeai.wire import ErrorBody
 
 __all__ = ["DEFERRED", "EventStream", "RunStreamsOutside", "stream_response"]
 
 logger = logging.getLogger(__name__)
 
-_DATA_KINDS = (KIND_CHUNK, KIND_RESPONSE)
+_DATA_KINDS = (Kind.CHUNK, Kind.RESPONSE)
 _PING = b": ping\n\n"
 
 DEFERRED = "fakeai.deferred_responses"
@@ -326,7 +327,7 @@ def stream_response(
                 ended = True
                 logger.debug("stream %s interrupted: %s", stream_id, e.code)
                 yield fmt.interrupted(e.body())
-            except RedisError as e:
+            except (RedisError, RedisClusterException) as e:  # the latter: no node has the slot
                 ended = True
                 logger.warning("stream %s: Redis failed mid-stream: %s", stream_id, e)
                 yield fmt.interrupted(

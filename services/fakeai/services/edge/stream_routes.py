@@ -13,6 +13,11 @@ the pure :func:`fakeai.streams.decide_resume`:
 SSE on this endpoint starts with a priming event (``id:`` = the position resumed from, and
 ``retry:``), so a client that drops before its first chunk still has a Last-Event-ID.
 
+On a Redis Cluster every endpoint works unchanged: no command names keys of two slots. A
+stream's meta hash and log share its bucket's hash tag, so the snapshot pipeline goes to one
+node; the active list's per-stream look-ups and cancel's two writes (the ``cancels`` stream
+and the meta hash) are non-transactional pipelines, which ``RedisCluster`` splits per node.
+
 ``POST /v1/streams/{id}/cancel`` answers 200 in every known case: ``{"status": "cancelling"}``
 after writing the cancel signal for a running stream, or the final status (and
 ``"cancel_requested": false``) for a finished one, so a retried cancel is harmless.
@@ -23,19 +28,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from fakeai.errors import BadRequest, NotFound, ServiceUnavailable, StreamExpired
 from fakeai.services.edge.formats import Formatter, choose_format
-from fakeai.services.edge.log import Entry, parse_entry
 from fakeai.services.edge.openai_routes import disconnect_after
 from fakeai.services.edge.reader import parse_pace, read_finished, read_live
 from fakeai.services.edge.responses import stream_response
 from fakeai.services.edge.state import EdgeState, edge_state
 from fakeai.streams import ResumeVerdict, created_ms_of, decide_resume
+from fakeai.streams.log import Entry, parse_entry
 from fakeai.streams.meta import F, StreamMeta
 from fakeai.wire import CancelSignal, encode
 
@@ -68,7 +73,8 @@ def _gone(state: EdgeState, stream_id: str, created_ms: int) -> Exception:
 async def _snapshot(
     state: EdgeState, stream_id: str
 ) -> tuple[dict[bytes, bytes], bool, Entry | None, int]:
-    """Meta hash, log exists, newest entry, log length: one round trip."""
+    """Meta hash, log exists, newest entry, log length: one round trip (one slot: the
+    stream's bucket)."""
     key = state.keys.chunks(stream_id)
     pipe = state.redis.pipeline(transaction=False)
     pipe.hgetall(state.keys.meta(stream_id))
@@ -250,7 +256,7 @@ async def readyz(request: Request) -> Response:
     state.check_open()
     try:
         await state.redis.ping()
-    except (RedisError, OSError) as e:
+    except (RedisError, RedisClusterException, OSError) as e:
         raise ServiceUnavailable(
             f"Redis is not reachable: {e}", code="redis_unavailable", retry_after_s=1
         ) from e

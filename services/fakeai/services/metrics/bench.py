@@ -1,10 +1,11 @@
 """Benchmark of the metrics path; prints numbers (no pass/fail).
 
     python -m fakeai.services.metrics.bench [--streams N] [--chunks K] [--lag-runs R]
-                                            [--per-entry S]
+                                            [--per-entry S] [--cluster]
 
-Uses ``FAKEAI_REDIS_URL`` under a throw-away key prefix (deleted afterwards), else starts an
-embedded Redis. Measures:
+Uses ``FAKEAI_REDIS_URL`` (a single Redis or a cluster node) under a throw-away key prefix
+(deleted afterwards), else starts an embedded Redis, or with ``--cluster`` an embedded 3-master
+cluster (fakeai.embedded_cluster). Measures:
 
 1. fold throughput: N streams x K chunks written to the firehose in batch entries (each holds
    one event of S streams), then one consumer drains them; samples/s counts every sample
@@ -27,13 +28,16 @@ import uuid
 from collections import defaultdict
 
 import msgspec
-import redis.asyncio as aredis
 from msgspec.structs import replace
 
 from fakeai.config import Settings
+from fakeai.embedded_cluster import EmbeddedCluster
 from fakeai.embedded_redis import EmbeddedRedis
 from fakeai.services.metrics.service import MetricsConsumer
 from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient, connect
+from fakeai.streams.log import Link
+from fakeai.streams.log.firehose import pack_batch
 from fakeai.timeseries import Fold
 from fakeai.timeseries.query import LATENCY_METRICS, query_latency
 from fakeai.wire.messages import FirehoseItem, FirehoseStream, encode
@@ -67,8 +71,20 @@ def _entries(streams: list[FirehoseStream], per_entry: int) -> list[bytes]:
     return out
 
 
+async def _publish(r: RedisClient, batches: list[tuple[str, bytes]]) -> None:
+    """XADD each ``(partition key, batch)`` as a firehose entry, 5,000 per round trip."""
+    link = Link(r)
+    for i in range(0, len(batches), 5000):
+        groups = [
+            (link.slot(k), pack_batch(k.encode(), raw), 1) for k, raw in batches[i : i + 5000]
+        ]
+        for reply in await link.execute(groups):
+            if isinstance(reply, Exception):
+                raise reply
+
+
 async def _fold_throughput(
-    r: aredis.Redis, settings: Settings, streams: int, chunks: int, per_entry: int
+    r: RedisClient, settings: Settings, streams: int, chunks: int, per_entry: int
 ) -> dict[str, float]:
     keys = Keys(settings.key_prefix)
     rnd = random.Random(1)
@@ -79,20 +95,16 @@ async def _fold_throughput(
         by_partition[keys.events_for(sid, PARTITIONS)].append(
             _stream(sid, f"model-{s % 4}", now_us, chunks, rnd)
         )
-    pipe = r.pipeline(transaction=False)
-    for key, group in by_partition.items():
-        for raw in _entries(group, per_entry):
-            pipe.xadd(key, {"b": raw})
-            if len(pipe) >= 5000:
-                await pipe.execute()
-    await pipe.execute()
-    c = MetricsConsumer(r, settings, consumer_name="bench", block_ms=1)
-    await c.start()
+    await _publish(
+        r, [(key, raw) for key, g in by_partition.items() for raw in _entries(g, per_entry)]
+    )
     events = streams * (chunks + 1)
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    while c.events_read < events:
-        await c.step()
-    dt = time.perf_counter() - t0
+    async with MetricsConsumer(r, settings, consumer_name="bench", block_ms=1) as c:
+        await c.start()
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        while c.events_read < events:
+            await c.step()
+        dt = time.perf_counter() - t0
     # CPU of this process only (Redis runs apart): steadier than wall time on a shared host.
     cpu = time.process_time() - cpu0
     samples = streams * (chunks - 1 + 4)
@@ -101,7 +113,7 @@ async def _fold_throughput(
             "streams_per_s": streams / dt, "cpu_us_per_event": cpu / events * 1e6}  # fmt: skip
 
 
-async def _memory_per_model_hour(r: aredis.Redis, settings: Settings) -> dict[str, float]:
+async def _memory_per_model_hour(r: RedisClient, settings: Settings) -> dict[str, float]:
     keys = Keys(settings.key_prefix + "mem")
     rnd = random.Random(2)
     base = int(time.time()) - 3600
@@ -111,6 +123,7 @@ async def _memory_per_model_hour(r: aredis.Redis, settings: Settings) -> dict[st
             for _ in range(5):
                 fold.add(metric, "m", rnd.lognormvariate(math.log(0.1), 0.6), base + sec)
     pipe = r.pipeline(transaction=False)
+    fold.register(pipe, keys)
     fold.write(pipe, keys, settings)
     await pipe.execute()
     total, n = 0, 0
@@ -120,7 +133,7 @@ async def _memory_per_model_hour(r: aredis.Redis, settings: Settings) -> dict[st
     return {"keys": n, "bytes": total, "mib": total / 2**20}
 
 
-async def _lag(r: aredis.Redis, settings: Settings, runs: int) -> dict[str, float]:
+async def _lag(r: RedisClient, settings: Settings, runs: int) -> dict[str, float]:
     keys = Keys(settings.key_prefix + "lag")
     settings = settings.model_copy(update={"key_prefix": keys.prefix})
     stop = asyncio.Event()
@@ -134,11 +147,9 @@ async def _lag(r: aredis.Redis, settings: Settings, runs: int) -> dict[str, floa
             sid = f"chatcmpl-lag-{i}"
             now_us = int(time.time() * 1e6)
             stream = _stream(sid, "m", now_us - 500_000, 5, rnd)
-            pipe = r.pipeline(transaction=False)
-            for raw in _entries([stream], 1):
-                pipe.xadd(keys.events_for(sid, PARTITIONS), {"b": raw})
+            batches = [(keys.events_for(sid, PARTITIONS), raw) for raw in _entries([stream], 1)]
             t0 = time.perf_counter()
-            await pipe.execute()
+            await _publish(r, batches)
             while True:
                 out = await query_latency(r, keys, settings, model="m", window_s=60)
                 if out["all"]["e2e"]["count"] > i:
@@ -153,16 +164,15 @@ async def _lag(r: aredis.Redis, settings: Settings, runs: int) -> dict[str, floa
 
 async def _main(args: argparse.Namespace) -> dict[str, object]:
     base = Settings.from_env()
-    server = None
+    server: EmbeddedRedis | EmbeddedCluster | None = None
     url = base.redis_url
     if url is None:
-        server = EmbeddedRedis(persistent=False)
-        server.start()
-        url = server.url
+        server = EmbeddedCluster(masters=3) if args.cluster else EmbeddedRedis(persistent=False)
+        url = server.start()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     settings = base.model_copy(update={"redis_url": url, "key_prefix": prefix,
                                        "firehose_partitions": PARTITIONS})  # fmt: skip
-    r = aredis.Redis.from_url(url)
+    r = await connect(url)
     try:
         return {
             "fold": await _fold_throughput(r, settings, args.streams, args.chunks, args.per_entry),
@@ -170,6 +180,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
             "terminal_to_queryable": await _lag(r, settings, args.lag_runs),
         }
     finally:
+        # A cluster client scans every master; one key per DEL (the keys span slots).
         async for k in r.scan_iter(match=f"{prefix}*", count=1000):
             await r.delete(k)
         await r.aclose()
@@ -186,6 +197,8 @@ def main() -> None:
     p.add_argument("--lag-runs", type=int, default=30)
     p.add_argument("--per-entry", type=int, default=32,
                    help="streams per firehose batch entry (one event each)")  # fmt: skip
+    p.add_argument("--cluster", action="store_true",
+                   help="without FAKEAI_REDIS_URL: an embedded 3-master cluster")  # fmt: skip
     args = p.parse_args()
     res = asyncio.run(_main(args))
     f, m, lag = res["fold"], res["memory_per_model_hour"], res["terminal_to_queryable"]

@@ -1,26 +1,44 @@
 """The metrics consumer service: firehose partitions -> samples -> time series in Redis.
 
 Contract:
-- Reads every partition ``Keys.events(p)`` in group ``metrics`` (created explicitly at id 0
-  with MKSTREAM; BUSYGROUP tolerated) with raw ``XREADGROUP COUNT 2000 BLOCK`` (about 9 µs per
-  entry against 18 for FastStream's batch mode; notes/redis-faststream.md §0.2). N consumers
-  share the partitions' entries. COUNT 2000 (was 500) puts ~4x more finished streams in each
-  commit, whose bucket writes they share: 12 -> ~5 µs CPU per entry with the raw reply parsing
+- Reads every firehose partition ``Keys.events(p)`` in group ``metrics`` (created at id 0 with
+  MKSTREAM by :func:`fakeai.streams.log.ensure_group`); N consumers share the entries.
+- Reads are raw ``XREADGROUP COUNT 2000 BLOCK`` on dedicated connections
+  (:meth:`fakeai.streams.log.Link.reader`), one per read set (:meth:`Link.read_sets`): one read
+  over all partitions on a single server, one per partition on a Redis Cluster (a multi-key
+  read may not span slots, https://redis.io/docs/latest/operate/oss_and_stack/reference/
+  cluster-spec/#hash-tags), each set in its own task. A raw reply skips redis-py's reply
+  callback, which builds a dict per entry only for us to take one field out of it
+  (:func:`fakeai.streams.log.firehose.payload_field` reads the flat field list). COUNT 2000
+  puts more finished streams in each commit, whose bucket writes they share
   (``python -m fakeai.services.metrics.bench --streams 1000 --chunks 200``).
 - Delivery is at-least-once; samples are exactly-once per stream: a stream's samples are folded
-  on its terminal entry and committed in one MULTI/EXEC together with its ``Keys.ts_seen``
-  marker, under WATCH of those markers (https://redis.io/docs/latest/develop/interact/transactions/
-  #optimistic-locking-using-check-and-set). A redelivered terminal entry finds its marker and
-  adds nothing. Then one XACK per partition.
-- Entries of a consumer that died stay pending; every consumer runs XAUTOCLAIM for entries idle
-  longer than ``claim_idle_s`` (https://redis.io/docs/latest/commands/xautoclaim/).
-- Entries are batches (field ``b``: many streams' events, :mod:`fakeai.wire.messages`) or
-  single events (field ``f``, the older format); each stream's group in a batch is folded
+  on its terminal entry and committed per model, in one MULTI/EXEC with the stream's "seen"
+  marker, under WATCH of the markers (:mod:`fakeai.services.metrics.commit`). Then XACK.
+- A flush that fails (Redis away, a failover) is retried, with backoff, until it succeeds; the
+  models it committed before failing are not counted again.
+- Entries of a consumer that died stay pending; every consumer runs XAUTOCLAIM on each
+  partition for entries idle longer than ``claim_idle_s``
+  (https://redis.io/docs/latest/commands/xautoclaim/).
+- Entries are batches (field ``b``: many streams' events) or single events (field ``f``, the
+  older format; :mod:`fakeai.streams.log.firehose`); each stream's group in a batch is folded
   with one state look-up.
-- A malformed entry is logged, counted (``invalid_events``) and acked: it never blocks the group.
+- A malformed entry is logged, counted (``invalid_events`` of model ``unknown``) and acked: it
+  never blocks the group.
+- A Redis restart or failover never ends the consumer: it logs the failure once, retries with
+  backoff (opening its readers again, refreshing the cluster's slot map), creates the group
+  again when it vanished (NOGROUP: a Redis restarted without its data), and logs when Redis is
+  back. It also forgets which streams it committed: a failover can lose acknowledged writes, so
+  entries that come back are counted again unless their markers survived
+  (:meth:`StreamTracker.forget_finished`). Only a key-layout mismatch
+  (:class:`fakeai.streams.client.LayoutMismatch`) or a bug ends it.
 
-The MULTI/EXEC commit needs all keys on one node; on Redis Cluster the commit would have to be
-split per slot (not supported here).
+Shutdown (:meth:`MetricsConsumer.run`, once ``stop`` is set):
+1. stop reading: each reader's blocked XREADGROUP is ended with CLIENT UNBLOCK (at worst it
+   returns after ``block_ms``), and no reader reads again;
+2. the flush in flight finishes (a failing one stops retrying: its entries stay pending and are
+   reclaimed by another consumer);
+3. close the readers and the commit connections.
 """
 
 from __future__ import annotations
@@ -31,48 +49,41 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
-import msgspec
-import redis.asyncio as aredis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import ResponseError
 
 from fakeai.config import Settings
-from fakeai.services.metrics.tracker import FinishedStream, StreamTracker, fold_finished, rebuild
+from fakeai.services.backoff import RETRYABLE, Backoff, is_nogroup
+from fakeai.services.metrics.batch import Batch, collect
+from fakeai.services.metrics.commit import Committer
+from fakeai.services.metrics.tracker import FinishedStream, StreamTracker, rebuild
 from fakeai.services.runtime import run_until_signalled
-from fakeai.streams import METRICS_GROUP, Keys, parse_entry_id
-from fakeai.timeseries import Fold
-from fakeai.timeseries import names as n
+from fakeai.streams import METRICS_GROUP, Keys
+from fakeai.streams.client import RedisClient, check_layout, connect
+from fakeai.streams.log import PAGE, Link, Reader, ensure_group, iter_entries, parse_entry
+from fakeai.streams.log import pack_command as pack
 from fakeai.timeseries.native import NativeSeries
-from fakeai.wire import decode_firehose, decode_firehose_batch
 
-__all__ = ["MetricsConsumer", "ensure_groups", "main", "run"]
+__all__ = ["READ_COUNT", "MetricsConsumer", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
 READ_COUNT = 2000
-_BATCH = b"b"
-_FIELDS = (_BATCH, b"f")
-_UNKNOWN_MODEL = "unknown"
 
 
-async def ensure_groups(redis: aredis.Redis, streams: list[str], group: str, start: str) -> None:
-    """``XGROUP CREATE <stream> <group> <start> MKSTREAM`` on each stream; BUSYGROUP is fine."""
-    for key in streams:
-        try:
-            await redis.xgroup_create(key, group, id=start, mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class MetricsConsumer:
-    """One consumer of the ``metrics`` group. :meth:`step` handles one read; :meth:`run` loops."""
+    """One consumer of the ``metrics`` group. :meth:`step` reads once; :meth:`run` loops."""
 
     def __init__(
         self,
-        redis: aredis.Redis,
+        redis: RedisClient,
         settings: Settings,
         *,
         consumer_name: str | None = None,
@@ -93,218 +104,296 @@ class MetricsConsumer:
         self.linger_s = linger_s
         """After a read that was not full, wait this long before the next one (see :meth:`run`)."""
         self.partitions = self.keys.all_events(settings.firehose_partitions)
-        # https://redis.io/docs/latest/commands/xreadgroup/ ; ">" = entries never delivered.
-        self._read_args = ("XREADGROUP", "GROUP", METRICS_GROUP, self.name, "COUNT", read_count,
-                           "BLOCK", block_ms, "STREAMS", *self.partitions,
-                           *(">",) * len(self.partitions))  # fmt: skip
-        # Raw XREADGROUP replies through a client sharing ``redis``'s pool: redis-py's reply
-        # callback builds a dict per entry (and records lag metrics) only for us to take one
-        # field out of it, about a fifth of the consumer's CPU per entry; :func:`_f_value`
-        # reads the flat field list instead. Its own callback table leaves ``redis`` as it is.
-        self._raw = aredis.Redis(connection_pool=redis.connection_pool)
-        self._raw.response_callbacks.pop("XREADGROUP", None)
+        self._partition_of = {k: p for p, k in enumerate(self.partitions)}
+        self.link = Link(redis)
+        self.committer = Committer(redis, self.keys, settings)
         self.tracker = StreamTracker()
         self.native: NativeSeries | None = None
-        self.seen_ttl_s = settings.firehose_retention_s + 3600
+        self.read_sets = self.link.read_sets([k.encode() for k in self.partitions])
+        # https://redis.io/docs/latest/commands/xreadgroup/ ; ">" = entries never delivered.
+        self._reads = [
+            pack(b"XREADGROUP", b"GROUP", METRICS_GROUP.encode(), self.name.encode(),
+                 b"COUNT", b"%d" % read_count, b"BLOCK", b"%d" % block_ms,
+                 b"STREAMS", *keys, *(b">",) * len(keys))
+            for keys in self.read_sets
+        ]  # fmt: skip
+        self._readers: list[Reader | None] = [None] * len(self.read_sets)
+        self._stop = asyncio.Event()
+        self._claim_every_s = max(0.05, self.claim_idle_ms / 2000)
+        self._next_claim = 0.0
         self.streams_committed = 0
         self.entries_read = 0
         self.events_read = 0
         """Firehose events folded (a batch entry carries many)."""
-        self._next_claim = 0.0
+
+    async def __aenter__(self) -> MetricsConsumer:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
     async def start(self) -> None:
-        await ensure_groups(self.redis, self.partitions, METRICS_GROUP, "0")
+        """Check the key layout, create the group on every partition, detect RedisTimeSeries.
+
+        Raises:
+            LayoutMismatch: the Redis holds data of another key layout.
+        """
+        await check_layout(self.redis, self.keys)
+        await ensure_group(self.redis, self.partitions, METRICS_GROUP, "0")
         self.native = await NativeSeries.detect(self.redis, self.keys, self.settings)
         logger.info(
-            "metrics consumer %s reading %d partitions (RedisTimeSeries %s)",
+            "metrics consumer %s reading %d partitions in %d read(s) on %s (RedisTimeSeries %s)",
             self.name,
             len(self.partitions),
+            len(self.read_sets),
+            "a Redis Cluster" if self.link.cluster else "one Redis",
             "on" if self.native else "absent",
         )
 
+    async def close(self) -> None:
+        """Close the readers and the commit connections (the client passed in stays open)."""
+        for i in range(len(self._readers)):
+            await self._close_reader(i)
+        await self.committer.close()
+
+    # -- reading -------------------------------------------------------------------------
+
     async def step(self) -> int:
-        """Reclaim idle entries when due, then read and commit one batch; entries handled."""
+        """Reclaim idle entries when due, then read and commit once from every read set;
+        entries handled."""
         handled = 0
         now = time.monotonic()
         if now >= self._next_claim:
-            self._next_claim = now + max(0.05, self.claim_idle_ms / 2000)
-            handled += await self._reclaim()
-        reply: Any = await self._raw.execute_command(*self._read_args)  # type: ignore[no-untyped-call]
-        items = reply.items() if isinstance(reply, dict) else (reply or ())  # RESP3 or RESP2
-        batch = [(_s(key), entries) for key, entries in items]
-        handled += await self.handle(batch)
+            self._next_claim = now + self._claim_every_s
+            handled += await self.reclaim()
+        for i in range(len(self.read_sets)):
+            handled += await self._read(i)
         return handled
 
-    async def _reclaim(self) -> int:
+    async def _read(self, i: int) -> int:
+        reader = self._readers[i]
+        if reader is None:
+            reader = self._readers[i] = await self.link.reader(self.read_sets[i][0])
+        try:
+            reply = await reader.call(self._reads[i])
+        except BaseException as e:
+            if not is_nogroup(e):  # the connection may be broken, or its node gone
+                await self._close_reader(i)
+            raise
+        items = reply.items() if isinstance(reply, dict) else (reply or ())  # RESP3 or RESP2
+        return await self.handle(items)
+
+    async def _close_reader(self, i: int) -> None:
+        reader, self._readers[i] = self._readers[i], None
+        if reader is not None:
+            await reader.close()
+
+    async def reclaim(self) -> int:
+        """Claim and handle entries idle longer than ``claim_idle_s`` (of a dead consumer)."""
         handled = 0
         for key in self.partitions:
             start = "0-0"
             while True:
-                res = await self.redis.xautoclaim(
-                    key, METRICS_GROUP, self.name, self.claim_idle_ms, start, count=self.read_count
-                )
-                start = _s(res[0])
-                entries = res[1]
+                try:
+                    res = await self.redis.xautoclaim(
+                        key, METRICS_GROUP, self.name, self.claim_idle_ms, start,
+                        count=self.read_count,
+                    )  # fmt: skip
+                except ResponseError as e:
+                    if is_nogroup(e):
+                        break  # Redis lost the group; the reader creates it again
+                    raise
+                start, entries = _s(res[0]), res[1]
                 if entries:
                     handled += await self.handle([(key, entries)])
-                if start == "0-0" or not entries:
+                if start == "0-0":
                     break
         if handled:
-            logger.info("reclaimed %d idle firehose entries", handled)
+            logger.info(
+                "metrics consumer %s reclaimed %d idle firehose entries", self.name, handled
+            )
         return handled
 
-    async def handle(self, batch: list[tuple[str, list[Any]]]) -> int:
-        """Fold, commit and ack one batch of ``(partition key, [(id, fields)])``.
+    # -- folding and committing ----------------------------------------------------------
+
+    async def handle(self, items: Iterable[tuple[Any, list[Any]]]) -> int:
+        """Fold, commit and ack one read: ``(partition key, [(id, fields), ...])`` items.
 
         ``fields`` is a dict (redis-py's parsed replies) or the flat ``[name, value, ...]`` list
-        of a raw reply.
+        of a raw reply. Returns the number of entries; a failing commit is retried (see
+        :meth:`_flush`) before this returns.
         """
-        acks: dict[str, list[Any]] = defaultdict(list)
-        finished: list[FinishedStream] = []
-        invalid = 0
-        events = 0
-        observe = self.tracker.observe
-        observe_stream = self.tracker.observe_stream
-        for key, entries in batch:
-            ids = acks[key]
-            for entry in entries:
-                eid, fields = entry[0], entry[1]
-                ids.append(eid)
-                name, raw = _payload(fields)
-                try:
-                    if name == _BATCH:
-                        for group in decode_firehose_batch(raw):
-                            events += len(group.events)
-                            f = observe_stream(group)
-                            if f is not None:
-                                finished.append(f)
-                        continue
-                    if name is None:
-                        raise ValueError("no 'b' or 'f' field")
-                    ev = decode_firehose(raw)
-                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
-                    invalid += 1
-                    logger.warning("invalid firehose entry %s %s: %s", key, _s(eid), e)
-                    continue
-                events += 1
-                f = observe(ev)
-                if f is not None:
-                    finished.append(f)
-        count = sum(len(v) for v in acks.values())
-        if not count:
+        batch = collect(items, self.tracker, self._partition_of, self.settings.ts_fine_s)
+        if not batch.entries:
             return 0
-        self.entries_read += count
-        self.events_read += events
-        finished = await self._complete(finished)
-        committed = await self._commit(finished, invalid)
+        self.entries_read += batch.entries
+        self.events_read += batch.events
+        await self._flush(batch)
+        return batch.entries
+
+    async def _flush(self, batch: Batch) -> None:
+        """Commit and ack ``batch``, retrying with backoff until it succeeds or ``stop``."""
+        backoff = Backoff()
+        while True:
+            try:
+                await self._flush_once(batch)
+                break
+            except RETRYABLE as e:
+                if self._stop.is_set():
+                    raise
+                await self._failed(backoff, "commit", e)
+        if backoff.failures:
+            self._recovered(backoff, "commit")
+
+    async def _flush_once(self, batch: Batch) -> None:
+        if not batch.completed:
+            batch.finished = await self._complete(batch.finished)
+            batch.completed = True
+        await self.committer.commit(batch.finished, batch.invalid, out=batch.done)
         pipe = self.redis.pipeline(transaction=False)
-        for key, ids in acks.items():
+        for key, ids in batch.acks.items():
             if ids:
                 pipe.xack(key, METRICS_GROUP, *ids)
-        await pipe.execute()
-        self.tracker.mark_finished([f.stream_id for f in finished])
-        if self.native is not None and committed:
-            await self.native.write(committed)
-        return count
+        for reply in await pipe.execute(raise_on_error=False):
+            # NOGROUP: Redis lost the group (and these entries' pending state) meanwhile.
+            if isinstance(reply, Exception) and not is_nogroup(reply):
+                raise reply
+        self.tracker.mark_finished([f.stream_id for f in batch.finished])
+        self.streams_committed += batch.done.streams
+        if batch.finished and batch.done.streams < len(batch.finished):
+            logger.debug(
+                "skipped %d streams already counted", len(batch.finished) - batch.done.streams
+            )
+        if self.native is not None and batch.done.fold:
+            await self.native.write(batch.done.fold)
 
     async def _complete(self, finished: list[FinishedStream]) -> list[FinishedStream]:
-        """Rebuild the streams this consumer did not see whole from their logs (one pipeline)."""
+        """Rebuild the streams this consumer did not see whole from their logs: the first page
+        of every such log in one pipeline, the rest (long streams) page by page."""
         partial = [i for i, f in enumerate(finished) if not f.complete]
         if not partial:
             return finished
         pipe = self.redis.pipeline(transaction=False)
         for i in partial:
-            pipe.xrange(self.keys.chunks(finished[i].stream_id))
-        logs = await pipe.execute(raise_on_error=False)
+            pipe.xrange(self.keys.chunks(finished[i].stream_id), count=PAGE)
+        pages = await pipe.execute(raise_on_error=False)
         out = list(finished)
-        for i, entries in zip(partial, logs, strict=True):
-            if isinstance(entries, Exception):
+        for i, page in zip(partial, pages, strict=True):
+            if isinstance(page, Exception):
                 continue
-            times: list[tuple[int, int]] = []
-            for eid, fields in entries:
-                pos = parse_entry_id(eid)
-                kind = fields.get(b"k")
-                t = fields.get(b"t")
-                if pos is None or t is None or kind not in (b"c", b"r"):
-                    continue
-                with contextlib.suppress(ValueError):
-                    times.append((pos.seq, int(t)))
-            out[i] = rebuild(finished[i], times)
+            log = [parse_entry(eid, fields) for eid, fields in page]
+            if len(page) == PAGE:
+                key = self.keys.chunks(finished[i].stream_id)
+                async for more in iter_entries(self.redis, key, log[-1].id.decode()):
+                    log += more
+            out[i] = rebuild(finished[i], log)
         return out
 
-    async def _commit(self, finished: list[FinishedStream], invalid: int) -> Fold | None:
-        """Write the samples of streams not yet counted, and their markers, atomically."""
-        if not finished:
-            if invalid:
-                fold = Fold(self.settings.ts_fine_s)
-                fold.incr(n.INVALID_EVENTS, _UNKNOWN_MODEL, invalid)
-                pipe = self.redis.pipeline(transaction=False)
-                fold.write(pipe, self.keys, self.settings)
-                await pipe.execute()
-            return None
-        seen = [self.keys.ts_seen(f.stream_id) for f in finished]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(*seen)
-                    marks = await pipe.mget(seen)
-                    fresh = [f for f, m in zip(finished, marks, strict=True) if m is None]
-                    fold = Fold(self.settings.ts_fine_s)
-                    for f in fresh:
-                        fold_finished(fold, f)
-                    if invalid:
-                        fold.incr(n.INVALID_EVENTS, _UNKNOWN_MODEL, invalid)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    fold.write(pipe, self.keys, self.settings)
-                    for f in fresh:
-                        pipe.set(self.keys.ts_seen(f.stream_id), b"1", ex=self.seen_ttl_s)
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue  # another consumer committed one of these streams: re-check
-        self.streams_committed += len(fresh)
-        if len(fresh) < len(finished):
-            logger.debug("skipped %d streams already counted", len(finished) - len(fresh))
-        return fold
+    # -- running -------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+    async def _failed(self, backoff: Backoff, what: str, e: BaseException) -> None:
+        """Log the first failure of an outage, forget the routing and the finished streams,
+        wait before the next try."""
+        if not backoff.failures:
+            logger.warning(
+                "metrics consumer %s: %s failed (%s: %s); retrying with backoff until Redis "
+                "answers", self.name, what, type(e).__name__, e,
+            )  # fmt: skip
+        await self.committer.reset()
+        self.tracker.forget_finished()  # what was committed may be lost: markers decide
+        await backoff.sleep(self._stop)
+
+    def _recovered(self, backoff: Backoff, what: str) -> None:
+        logger.info(
+            "metrics consumer %s: %s works again after %d retries (%.1f s)",
+            self.name, what, backoff.failures, time.monotonic() - backoff.since,
+        )  # fmt: skip
+        backoff.reset()
+
+    async def _read_loop(self, i: int) -> None:
+        stop, backoff = self._stop, Backoff()
+        keys = [_s(k) for k in self.read_sets[i]]
         while not stop.is_set():
-            handled = await self.step()
+            try:
+                handled = await self._read(i)
+            except RETRYABLE as e:
+                if stop.is_set():
+                    break
+                await self._failed(backoff, f"reading {keys}", e)
+                continue
+            except ResponseError as e:
+                if not is_nogroup(e):
+                    raise
+                logger.warning(
+                    "metrics consumer %s: group %r is gone from %s (Redis restarted without its "
+                    "data?); creating it again", self.name, METRICS_GROUP, keys,
+                )  # fmt: skip
+                with contextlib.suppress(*RETRYABLE):
+                    await ensure_group(self.redis, keys, METRICS_GROUP, "0")
+                continue
+            if backoff.failures:
+                self._recovered(backoff, f"reading {keys}")
             if 0 < handled < self.read_count and self.linger_s > 0:
                 # A short read: let the next one gather more. With latency simulation on, a
                 # firehose entry carries a few chunks, and reading each as it lands cost ~0.2
                 # of a core at a few thousand chunks/s; this adds at most linger_s of lag.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.linger_s)
+
+    async def _reclaim_loop(self) -> None:
+        stop, backoff = self._stop, Backoff()
+        while not stop.is_set():
+            try:
+                await self.reclaim()
+            except RETRYABLE as e:
+                if not stop.is_set():
+                    await self._failed(backoff, "reclaiming", e)
+                continue
+            if backoff.failures:
+                self._recovered(backoff, "reclaiming")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._claim_every_s)
+
+    async def _unblock_readers(self) -> None:
+        await self._stop.wait()
+        for reader in self._readers:
+            if reader is not None:
+                with contextlib.suppress(Exception):
+                    await reader.unblock()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start (retrying while Redis is away), then read, fold and commit until ``stop``;
+        shut down as the module docstring says. Closes this consumer's connections."""
+        self._stop = stop
+        try:
+            backoff = Backoff()
+            while not stop.is_set():
+                try:
+                    await self.start()
+                    break
+                except RETRYABLE as e:
+                    await self._failed(backoff, "start", e)
+            if stop.is_set():
+                return
+            tasks = [asyncio.create_task(self._read_loop(i)) for i in range(len(self.read_sets))]
+            tasks.append(asyncio.create_task(self._reclaim_loop()))
+            unblock = asyncio.create_task(self._unblock_readers())
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for t in (*tasks, unblock):
+                    t.cancel()
+                await asyncio.gather(*tasks, unblock, return_exceptions=True)
+        finally:
+            await self.close()
         logger.info(
             "metrics consumer %s stopped: %d entries, %d streams",
             self.name,
             self.entries_read,
             self.streams_committed,
         )
-
-
-def _payload(fields: Any) -> tuple[bytes | None, bytes]:
-    """``(name, value)`` of an entry's ``b`` (batch) or ``f`` (one event) field, from a dict
-    or from a raw reply's flat field list; ``(None, b"")`` when it has neither."""
-    if type(fields) is list:
-        if len(fields) == 2 and fields[0] in _FIELDS:  # what producers write: one field
-            return fields[0], fields[1]
-        for i in range(0, len(fields) - 1, 2):
-            if fields[i] in _FIELDS:
-                return fields[i], fields[i + 1]
-        return None, b""
-    if isinstance(fields, dict):
-        for name in _FIELDS:
-            value = fields.get(name)
-            if value is not None:
-                return name, value
-    return None, b""
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 async def run(
@@ -314,12 +403,23 @@ async def run(
     consumer_name: str | None = None,
     claim_idle_s: float | None = None,
 ) -> None:
-    """Consume until ``stop`` is set (or forever). Needs ``settings.redis_url``."""
+    """Consume until ``stop`` is set (or forever). Needs ``settings.redis_url``; a Redis that is
+    not up yet is waited for."""
     if not settings.redis_url:
         raise ValueError("the metrics consumer needs a Redis: set FAKEAI_REDIS_URL")
     stop = stop or asyncio.Event()
     idle = claim_idle_s if claim_idle_s is not None else settings.metrics_claim_idle_s
-    redis = aredis.Redis.from_url(settings.redis_url)
+    backoff = Backoff()
+    while True:
+        try:
+            redis = await connect(settings.redis_url, cluster=settings.redis_cluster)
+            break
+        except RETRYABLE as e:
+            if not backoff.failures:
+                logger.warning("metrics consumer: cannot reach Redis (%s); retrying", e)
+            await backoff.sleep(stop)
+            if stop.is_set():
+                return
     try:
         consumer = MetricsConsumer(redis, settings, consumer_name=consumer_name, claim_idle_s=idle)
         await consumer.run(stop)

@@ -5,11 +5,15 @@ the stream's idempotency marker (``Keys.ts_seen``): redelivered entries never co
 
 Until then the tracker keeps, per running stream, the first and last chunk emit times, the last
 sequence number and a small sketch of its inter-token gaps (bounded by the bin count, not by
-the stream's length). Sequence numbers (entry id ``<created_ms>-<seq>``, seq 1 = first chunk)
-detect what a consumer did not see: a duplicate (seq ≤ last) is ignored, a gap marks the
-stream *incomplete*. An incomplete stream (for example one whose first chunks were read by a
-consumer that crashed) is rebuilt at its end from the stream's own log, whose entries carry the
-producer's append time (field ``t``); see :func:`rebuild`.
+the stream's length). Sequence numbers (entry id ``<created_ms>-<seq>``, seq 1 = first chunk;
+:func:`fakeai.streams.log.entry_seq`) detect what a consumer did not see: a duplicate
+(seq ≤ last) is ignored, a gap marks the stream *incomplete*. An incomplete stream (for example
+one whose first chunks were read by a consumer that crashed) is rebuilt at its end from the
+stream's own log, whose entries carry the producer's append time (:class:`fakeai.streams.log.Entry`
+``t_us``); see :func:`rebuild`.
+
+Event kinds are the log's (:class:`fakeai.streams.log.Kind`), as the one-letter strings the
+firehose JSON carries.
 """
 
 from __future__ import annotations
@@ -17,19 +21,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from fakeai.streams import parse_entry_id
+from fakeai.streams.log import TERMINAL_KINDS, Entry, Kind, entry_seq
 from fakeai.timeseries import Fold, LogSketch
 from fakeai.timeseries import names as n
 from fakeai.wire.messages import FirehoseEvent, FirehoseStream, decode_done
 
 __all__ = ["FinishedStream", "StreamTracker", "fold_finished", "rebuild"]
 
-_CHUNK_KINDS = frozenset({"c", "r"})
-_TERMINAL_KINDS = frozenset({"d", "e"})
+_CHUNK_KINDS = frozenset({Kind.CHUNK.decode(), Kind.RESPONSE.decode()})
+_TERMINAL_KINDS = frozenset(k.decode() for k in TERMINAL_KINDS)
+_DONE = Kind.DONE.decode()
 
 
 @dataclass(slots=True)
@@ -188,31 +194,29 @@ class StreamTracker:
         while len(self._finished) > self._max_finished:
             self._finished.popitem(last=False)
 
+    def forget_finished(self) -> None:
+        """Drop the memory of committed streams (after a Redis failure).
+
+        That memory only saves work: the markers in Redis decide what is counted. But a
+        failover can lose writes a master acknowledged (replication is asynchronous,
+        https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/
+        #write-safety), markers and counts together; the entries then come back (reclaimed, or
+        delivered again) and must be counted again, not ignored as late duplicates.
+        """
+        self._finished.clear()
+
 
 def _seq(entry_id: str) -> int:
-    """The sequence number of an entry id, 0 when malformed (as :func:`parse_entry_id`).
-
-    The common well-formed id is split here directly: the regex of ``parse_entry_id`` cost
-    about a tenth of the consumer's CPU per entry. Anything unusual goes through it.
-    """
-    ms, sep, seq = entry_id.partition("-")
-    # ASCII digits only (the ids producers write); any other form goes through the regex.
-    if (
-        sep
-        and 0 < len(seq) <= 20
-        and 0 < len(ms) <= 20
-        and (ms + seq).isascii()
-        and ms.isdigit()
-        and seq.isdigit()
-    ):
-        return int(seq)
-    pos = parse_entry_id(entry_id)
-    return pos.seq if pos is not None else 0
+    """The sequence number of a one-event entry's id (format ``f``), 0 when malformed."""
+    try:
+        return max(0, entry_seq(entry_id.encode()))
+    except (ValueError, UnicodeEncodeError):
+        return 0
 
 
 def _done_details(kind: str, payload: bytes | None) -> tuple[str | None, int]:
     """finish_reason and prompt_tokens from a ``d`` event's payload (a DonePayload), if any."""
-    if kind != "d" or payload is None:
+    if kind != _DONE or payload is None:
         return None, 0
     with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
         done = decode_done(payload)
@@ -220,11 +224,13 @@ def _done_details(kind: str, payload: bytes | None) -> tuple[str | None, int]:
     return None, 0
 
 
-def rebuild(f: FinishedStream, chunk_times_us: list[tuple[int, int]]) -> FinishedStream:
-    """``f`` recomputed from its log: ``(seq, append time µs)`` of each chunk entry.
+def rebuild(f: FinishedStream, log: Iterable[Entry]) -> FinishedStream:
+    """``f`` recomputed from its log's entries: the append time of each data entry.
 
-    An empty list (the log expired) leaves ``f`` as it is: partial samples beat none.
+    A log without data entries (expired, or a stream that ended before its first chunk) leaves
+    ``f`` as it is: partial samples beat none.
     """
+    chunk_times_us = [(e.seq, e.t_us) for e in log if e.is_data and e.t_us]
     if not chunk_times_us:
         return f
     times = [t for _, t in sorted(chunk_times_us)]
@@ -253,7 +259,7 @@ def fold_finished(fold: Fold, f: FinishedStream) -> None:
         fold.incr(n.OUTPUT_TOKENS, m, f.tokens)
     if f.prompt_tokens:
         fold.incr(n.PROMPT_TOKENS, m, f.prompt_tokens)
-    if f.kind == "d":
+    if f.kind == _DONE:
         fold.incr(n.SUCCESS, m, label=f.finish_reason or "stop")
     else:
         code = f.error_code or "unknown"

@@ -2,8 +2,15 @@
 
 Each run reads all firehose partitions through its own group, so any number of observers (and
 the ``metrics`` group) see every entry independently. Without ``group`` the run creates a fresh
-group at each partition's current last id (``$``: only new entries) and destroys it at exit; a
-named group is created once (at ``$``) and resumes where it left off, acking what it printed.
+group at each partition's current last id (``$``: only new entries) and destroys it at exit
+(however the run ends: a limit, ``stop`` set by SIGINT or SIGTERM, an error); a named group is
+created once (at ``$``) and resumes where it left off, acking what it printed.
+
+Reads go per read set (:meth:`fakeai.streams.log.Link.read_sets`): one XREADGROUP over every
+partition on a single server; on a Redis Cluster, where one command may only name keys of one
+slot, one XREADGROUP per partition, the sets read concurrently. This is not a hot path, so the
+reads are redis-py's ordinary ``xreadgroup`` (short blocks, so ``stop`` is seen within
+:data:`BLOCK_MS`); entries are decoded by :func:`fakeai.streams.log.firehose.firehose_events`.
 
 An entry is a batch of many streams' events (or one event, the older format): every event is
 printed, in entry order. ``limit`` counts events; an entry whose events were not all printed
@@ -24,14 +31,15 @@ import uuid
 from typing import Any, Literal, TextIO
 
 import msgspec
-import redis.asyncio as aredis
-from redis.exceptions import ResponseError
 
 from fakeai.config import Settings
 from fakeai.streams import Keys
-from fakeai.wire import FirehoseEvent, firehose_events
+from fakeai.streams.client import RedisClient, check_layout, connect
+from fakeai.streams.log import Link, ensure_group
+from fakeai.streams.log.firehose import firehose_events
+from fakeai.wire import FirehoseEvent
 
-__all__ = ["chunk_text", "format_event", "run"]
+__all__ = ["BLOCK_MS", "chunk_text", "format_event", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,11 @@ Format = Literal["text", "jsonl"]
 _FORMATS = ("text", "jsonl")
 _json = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
+_MALFORMED = (KeyError, TypeError, msgspec.DecodeError, msgspec.ValidationError)
+
+BLOCK_MS = 200
+"""How long one read blocks: the longest a run takes to see ``stop``."""
+COUNT = 500
 
 
 def chunk_text(data: bytes | None) -> str:
@@ -101,6 +114,9 @@ async def run(
 
     ``ready`` is set once the groups exist (entries appended after that are seen). Returns the
     number of events printed.
+
+    Raises:
+        LayoutMismatch: the Redis holds another key layout (``fakeai-streams migrate``).
     """
     if fmt not in _FORMATS:
         raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
@@ -108,8 +124,6 @@ async def run(
         raise ValueError(f"limit must be >= 1, got {limit!r}")
     if not settings.redis_url:
         raise ValueError("tail needs a Redis: set FAKEAI_REDIS_URL or pass --redis-url")
-    out = out or sys.stdout
-    stop = stop or asyncio.Event()
     keys = Keys(settings.key_prefix)
     partitions = keys.all_events(settings.firehose_partitions)
     fresh = group is None
@@ -117,72 +131,124 @@ async def run(
     # A named group uses one consumer name, so a new run first re-reads what an earlier run
     # was given but did not ack (its pending entries, from id 0), then goes on with new ones.
     consumer = "tail" if not fresh else f"tail-{uuid.uuid4().hex[:8]}"
-    pos: dict[Any, Any] = {k: (">" if fresh else "0-0") for k in partitions}
-    redis = aredis.Redis.from_url(settings.redis_url)
-    printed = 0
+    printer = _Printer(out or sys.stdout, fmt, stream_id, model, limit)
+    redis = await connect(settings.redis_url, cluster=settings.redis_cluster)
     try:
-        for key in partitions:
-            try:
-                await redis.xgroup_create(key, name, id="$", mkstream=True)
-            except ResponseError as e:
-                if "BUSYGROUP" not in str(e):
-                    raise
+        await check_layout(redis, keys)
+        await ensure_group(redis, partitions, name, "$")
         if ready is not None:
             ready.set()
-        while not stop.is_set():
-            history = any(p != ">" for p in pos.values())
-            reply: Any = await redis.xreadgroup(
-                name, consumer, pos, count=500, block=None if history else 200
-            )
-            items = reply.items() if isinstance(reply, dict) else (reply or ())
-            pipe = redis.pipeline(transaction=False)
-            for raw_key, entries in items:
-                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                if pos[key] != ">":
-                    pos[key] = ">" if not entries else _s(entries[-1][0])
-                ids = []
-                for eid, fields in entries:
-                    if limit is not None and printed >= limit:
-                        break  # unacked: a named group delivers the rest to its next run
-                    try:
-                        events = firehose_events(fields)
-                    except (KeyError, TypeError, msgspec.DecodeError, msgspec.ValidationError):
-                        logger.warning("skipping malformed firehose entry %r", eid)
-                        ids.append(eid)
-                        continue
-                    whole = True
-                    for ev in events:
-                        if (stream_id and ev.stream_id != stream_id) or (
-                            model and ev.model != model
-                        ):
-                            continue
-                        if limit is not None and printed >= limit:
-                            whole = False  # unacked: the next run prints this entry again
-                            break
-                        out.write(format_event(ev, fmt) + "\n")
-                        printed += 1
-                    if whole:
-                        ids.append(eid)
-                if ids:
-                    pipe.xack(key, name, *ids)
-            if len(pipe):
-                await pipe.execute()
-            out.flush()
-            if limit is not None and printed >= limit:
-                break
+        sets = Link(redis).read_sets([k.encode() for k in partitions])
+        reader = _SetReader(redis, name, consumer, printer, stop or asyncio.Event(), fresh)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for keys_of_set in sets:
+                    tasks.create_task(reader.run([k.decode() for k in keys_of_set]))
+        except BaseExceptionGroup as group_error:
+            # One read set failed (the others were cancelled): raise its error as it is, so
+            # callers catch a plain redis-py error, not a group.
+            raise group_error.exceptions[0] from None
     finally:
         if fresh:
             with contextlib.suppress(Exception):
                 await asyncio.shield(_destroy(redis, partitions, name))
         await redis.aclose()
-    return printed
+    return printer.printed
+
+
+class _Printer:
+    """Filters and prints events; counts them against the limit (shared by every read set)."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        fmt: Format,
+        stream_id: str | None,
+        model: str | None,
+        limit: int | None,
+    ) -> None:
+        self.out, self.fmt, self.stream_id, self.model, self.limit = (
+            out,
+            fmt,
+            stream_id,
+            model,
+            limit,
+        )
+        self.printed = 0
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.printed >= self.limit
+
+    def entry(self, events: list[FirehoseEvent]) -> bool:
+        """Print an entry's matching events; False when the limit cut it short (leave it
+        unacked: the next run of a named group prints it again, at-least-once)."""
+        for ev in events:
+            if (self.stream_id and ev.stream_id != self.stream_id) or (
+                self.model and ev.model != self.model
+            ):
+                continue
+            if self.full:
+                return False
+            self.out.write(format_event(ev, self.fmt) + "\n")
+            self.printed += 1
+        return True
+
+
+class _SetReader:
+    """One read loop per read set: XREADGROUP, print, XACK what was printed whole."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        group: str,
+        consumer: str,
+        printer: _Printer,
+        stop: asyncio.Event,
+        fresh: bool,
+    ) -> None:
+        self.redis, self.group, self.consumer = redis, group, consumer
+        self.printer, self.stop, self.fresh = printer, stop, fresh
+
+    async def run(self, keys: list[str]) -> None:
+        pos: dict[Any, Any] = {k: (">" if self.fresh else "0-0") for k in keys}
+        printer = self.printer
+        while not self.stop.is_set() and not printer.full:
+            history = any(p != ">" for p in pos.values())
+            reply: Any = await self.redis.xreadgroup(
+                self.group, self.consumer, pos, count=COUNT, block=None if history else BLOCK_MS
+            )
+            items = reply.items() if isinstance(reply, dict) else (reply or ())
+            acks: dict[str, list[Any]] = {}
+            for raw_key, entries in items:
+                key = _s(raw_key)
+                if pos[key] != ">":
+                    # Pending history: go on after its last entry; an empty page ends it.
+                    pos[key] = ">" if not entries else _s(entries[-1][0])
+                for eid, fields in entries:
+                    if printer.full:
+                        break  # unacked: a named group delivers the rest to its next run
+                    try:
+                        events = firehose_events(fields)
+                    except _MALFORMED:
+                        logger.warning("skipping malformed firehose entry %r", eid)
+                        acks.setdefault(key, []).append(eid)
+                        continue
+                    if printer.entry(events):
+                        acks.setdefault(key, []).append(eid)
+            if acks:
+                pipe = self.redis.pipeline(transaction=False)
+                for key, ids in acks.items():
+                    pipe.xack(key, self.group, *ids)
+                await pipe.execute()
+            printer.out.flush()
 
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-async def _destroy(redis: aredis.Redis, partitions: list[str], group: str) -> None:
+async def _destroy(redis: RedisClient, partitions: list[str], group: str) -> None:
     pipe = redis.pipeline(transaction=False)
     for key in partitions:
         pipe.xgroup_destroy(key, group)

@@ -1,31 +1,42 @@
 """The firehose side of a writer flush: one batch entry per partition, not one per chunk.
 
-A stream's write carries its firehose event as an :data:`Event`, three byte strings built by
-:mod:`.records`: the partition key, the stream's *head* (``[stream_id, model, accepted_at_us,
-created_ms, [`` in JSON, encoded once per stream) and the event itself (``[seq, kind,
-emitted_at_us, tokens, data]``). :class:`FirehoseBatch` groups the events of one flush by
-partition, then by stream (in put order, so a stream's events stay in seq order), and
-:meth:`Firehose.commands` turns each partition's group into ONE ``XADD <partition> * b
-<batch>``: the ``b`` entry format of :mod:`fakeai.wire.messages`. A flush that carries chunks
-of a hundred streams thus costs Redis a handful of XADDs instead of one per chunk, and the
-metrics consumer decodes one entry for all of them.
+A stream's writes carry their firehose events: each a :class:`StreamHead` (built once per
+stream by :mod:`.records`: the partition key, its cluster slot, and the stream's part of a
+batch, ``fakeai.streams.log.firehose.stream_head``) and the event's bytes
+(``fakeai.streams.log.firehose.event``). :class:`FirehoseBatch` groups the events of one flush
+by partition, then by stream (in put order, so a stream's events stay in seq order), and
+:meth:`Firehose.groups` turns each partition's group into ONE ``XADD <partition> * b <batch>``
+(the batch format is owned by :mod:`fakeai.streams.log.firehose`; nothing here spells it).
+A flush that carries chunks of a hundred streams thus costs Redis a handful of XADDs instead of
+one per chunk, and the metrics consumer decodes one entry for all of them.
 
 Partitions are trimmed by age (``XTRIM ... MINID ~ <now - retention>``,
 https://redis.io/docs/latest/commands/xtrim/) at most once per second each
-(:class:`FirehoseTrims`), in the flush that next writes to them.
+(:class:`FirehoseTrims`), in the flush that next writes to them. A partition's XADD and XTRIM
+name one key, so they form one command group of that key's slot.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TypeAlias
 
-from fakeai.wire.resp import pack
+import msgspec
 
-__all__ = ["Event", "Firehose", "FirehoseBatch", "FirehoseTrims"]
+from fakeai.streams.log import Group
+from fakeai.streams.log import firehose as wire
 
-Event: TypeAlias = tuple[bytes, bytes, bytes]
-"""``(partition key, stream head, event)``: one firehose event, ready to be batched."""
+__all__ = ["Firehose", "FirehoseBatch", "FirehoseTrims", "StreamHead"]
+
+
+class StreamHead(msgspec.Struct, frozen=True, gc=False):
+    """What every firehose event of one stream shares (built once per stream)."""
+
+    key: bytes
+    """The stream's firehose partition (``Keys.events_for``)."""
+    slot: int
+    """The partition key's cluster slot (0 on a single server)."""
+    head: bytes
+    """``fakeai.streams.log.firehose.stream_head`` of the stream."""
 
 
 class FirehoseTrims:
@@ -47,22 +58,30 @@ class FirehoseTrims:
         return True
 
 
+class _Partition:
+    __slots__ = ("slot", "streams")
+
+    def __init__(self, slot: int, head: bytes, event: bytes) -> None:
+        self.slot = slot
+        self.streams: dict[bytes, list[bytes]] = {head: [event]}
+
+
 class FirehoseBatch:
-    """The firehose events of one flush: partition key -> stream head -> events, in order."""
+    """The firehose events of one flush: partition -> stream head -> events, in put order."""
 
     __slots__ = ("parts",)
 
     def __init__(self) -> None:
-        self.parts: dict[bytes, dict[bytes, list[bytes]]] = {}
+        self.parts: dict[bytes, _Partition] = {}
 
-    def add(self, key: bytes, head: bytes, event: bytes) -> None:
-        streams = self.parts.get(key)
-        if streams is None:
-            self.parts[key] = {head: [event]}
+    def add(self, stream: StreamHead, event: bytes) -> None:
+        part = self.parts.get(stream.key)
+        if part is None:
+            self.parts[stream.key] = _Partition(stream.slot, stream.head, event)
             return
-        events = streams.get(head)
+        events = part.streams.get(stream.head)
         if events is None:
-            streams[head] = [event]
+            part.streams[stream.head] = [event]
         else:
             events.append(event)
 
@@ -71,7 +90,8 @@ class FirehoseBatch:
 
 
 class Firehose:
-    """Turns a :class:`FirehoseBatch` into commands (one per process, owned by the writer)."""
+    """Turns a :class:`FirehoseBatch` into command groups (one per process, owned by the
+    writer)."""
 
     def __init__(self, retention_s: int = 3600, trims: FirehoseTrims | None = None) -> None:
         if retention_s < 1:
@@ -79,20 +99,16 @@ class Firehose:
         self.retention_s = retention_s
         self.trims = trims or FirehoseTrims()
 
-    def commands(self, batch: FirehoseBatch, t_us: int | None = None) -> tuple[list[bytes], int]:
-        """``(RESP parts, number of commands)``: an XADD per partition, and the trims due."""
+    def groups(self, batch: FirehoseBatch, t_us: int | None = None) -> list[Group]:
+        """One group per partition: its batch XADD, and its XTRIM when one is due."""
         if t_us is None:
             t_us = time.time_ns() // 1000
-        parts: list[bytes] = []
-        n = 0
-        for key, streams in batch.parts.items():
-            entry = b"[%s]" % b",".join(
-                b"%s%s]]" % (head, b",".join(events)) for head, events in streams.items()
-            )
-            parts.append(pack(b"XADD", key, b"*", b"b", entry))
-            n += 1
+        out: list[Group] = []
+        for key, part in batch.parts.items():
+            packed = wire.pack_batch(key, wire.batch_entry(part.streams.items()))
             if self.trims.due(key, t_us):
-                minid = t_us // 1000 - self.retention_s * 1000
-                parts.append(pack(b"XTRIM", key, b"MINID", b"~", b"%d" % minid))
-                n += 1
-        return parts, n
+                minid_ms = t_us // 1000 - self.retention_s * 1000
+                out.append((part.slot, packed + wire.pack_trim(key, minid_ms), 2))
+            else:
+                out.append((part.slot, packed, 1))
+        return out

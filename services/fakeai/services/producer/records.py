@@ -1,46 +1,35 @@
 """What one stream writes to Redis: its log entries, firehose events and meta updates, as items.
 
-Pure construction, no I/O: every method returns a writer item
-(:data:`~fakeai.services.producer.writer.Item`). The formats are the contracts of
-:mod:`fakeai.wire.messages` (log entry fields ``k``/``d``/``t``, ids ``<created_ms>-<seq>``,
-firehose batch entries ``b``) and :mod:`fakeai.streams.meta` (field names).
+Pure construction, no I/O: every method returns a writer item (:data:`.writer.Item`), its
+commands packed with the packers of :mod:`fakeai.streams.log` (the owner of the log entry and
+firehose formats) and :mod:`fakeai.streams.meta`'s field names, and tagged with the cluster slot
+of their keys. Slots and the constant parts of every command are computed once per stream:
+the stream's keys (log and meta share one slot), the active set, the firehose partition, and
+the request's partition (for the XACK).
 
 Each log entry is written together with its firehose event, which the writer batches per
-partition (:mod:`.firehose`). Data entries, the per-chunk hot path, are
-:data:`~fakeai.services.producer.writer.Logged`: their commands are built directly in the
-Redis protocol (RESP, https://redis.io/docs/latest/develop/reference/protocol-spec/) from parts
-encoded once per stream, and so is the firehose event's JSON (the stream's part of a batch,
-``[stream_id, model, accepted_at_us, created_ms, [``, is encoded once per stream); both are
-byte for byte what redis-py and msgspec would produce (tested). The terminal entry comes with
-everything that ends a stream, in the same round trip: meta status and totals, EXPIRE (or
-PERSIST for "keep forever") of log and meta, ZREM from the active set, its firehose event
-(carrying the terminal payload), then the XACK of the request.
+partition (:mod:`.firehose`). Data entries, the per-chunk hot path, are :class:`.writer.Logged`
+items. The terminal entry comes with everything that ends a stream, in the same flush: meta
+status and totals, EXPIRE (or PERSIST for "keep forever") of log and meta, ZREM from the active
+set, its firehose event (carrying the terminal payload), then the XACK of the request
+(:class:`.writer.Final`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import msgspec
-
-from fakeai.services.producer.writer import Final, Logged, Op, Pipeline
+from fakeai.services.producer.firehose import StreamHead
+from fakeai.services.producer.writer import Cmds, Final, Logged
 from fakeai.streams import PRODUCERS_GROUP, Keys, entry_id
+from fakeai.streams.log import Kind, Link, pack_command, pack_entry
+from fakeai.streams.log import firehose as wire
 from fakeai.streams.meta import F
-from fakeai.wire import (
-    KIND_DONE,
-    KIND_ERROR,
-    DonePayload,
-    ErrorBody,
-    ErrorPayload,
-    FirehoseItem,
-    GenerationRequest,
-    encode,
-)
-from fakeai.wire.resp import bulk, pack
+from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, GenerationRequest, encode
 
-__all__ = ["EndCode", "Outcome", "StreamRecords", "ack_op", "now_us"]
+__all__ = ["EndCode", "Outcome", "StreamRecords", "ack", "now_us"]
 
 
 class EndCode:
@@ -61,10 +50,34 @@ _ERROR_TYPES = {
     EndCode.TIMEOUT: "server_error",
 }
 _STATUS_OF_CODE = {EndCode.CANCELLED: "cancelled"}
+_GROUP = PRODUCERS_GROUP.encode()
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _arg(value: str | int | float) -> bytes:
+    """A hash value as redis-py would encode it (floats with ``repr``)."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    return b"%d" % value
+
+
+def _hset(key: bytes, mapping: Mapping[str, str | int | float]) -> bytes:
+    args = [b"HSET", key]
+    for name, value in mapping.items():
+        args += (name.encode(), _arg(value))
+    return pack_command(*args)
+
+
+def ack(link: Link, request_key: str, msg_id: bytes) -> Cmds:
+    """XACK of one request (``msg_id`` of partition ``request_key``) in group ``producers``."""
+    return Cmds(
+        link.slot(request_key), pack_command(b"XACK", request_key.encode(), _GROUP, msg_id), 1
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,91 +99,66 @@ class Outcome:
 
 @dataclass(slots=True)
 class StreamRecords:
-    """Item builder for one stream (bound to its keys, ids and retention)."""
+    """Item builder for one stream (bound to its keys, slots, ids and retention)."""
 
     request: GenerationRequest
-    msg_id: bytes | str
-    """The request's entry id in ``Keys.requests()`` (acknowledged with the terminal entry)."""
+    msg_id: bytes
+    """The request's entry id in ``request_key`` (acknowledged with the terminal entry)."""
+    request_key: str
+    """The requests partition the request was read from."""
     keys: Keys
+    link: Link
     firehose_partitions: int
     retention_s: int
-    _chunks_key: str = field(init=False)
-    _meta_key: str = field(init=False)
-    _accepted_us: int = field(init=False)
+    _chunks_key: bytes = field(init=False)
+    _meta_key: bytes = field(init=False)
+    _slot: int = field(init=False)
     _id_head: bytes = field(init=False)
-    _xadd_log: bytes = field(init=False)
-    _events_bkey: bytes = field(init=False)
-    _event_head: bytes = field(init=False)
-    _meta_bkey: bytes = field(init=False)
+    _stream: StreamHead = field(init=False)
 
     def __post_init__(self) -> None:
         req = self.request
         sid = req.stream_id
-        self._chunks_key = self.keys.chunks(sid)
-        self._meta_key = self.keys.meta(sid)
-        self._accepted_us = int(req.accepted_at * 1_000_000)
-        # The constant parts of every data entry's commands and firehose event, encoded once.
+        chunks = self.keys.chunks(sid)
+        self._chunks_key = chunks.encode()
+        self._meta_key = self.keys.meta(sid).encode()
+        self._slot = self.link.slot(chunks)  # the meta shares it (one hash tag)
         self._id_head = b"%d-" % req.created_ms
-        self._events_bkey = self.keys.events_for(sid, self.firehose_partitions).encode()
-        self._meta_bkey = self._meta_key.encode()
-        # XADD <chunks> <id> k <kind> d <data> t <t_us>: 9 arguments
-        self._xadd_log = b"*9\r\n$4\r\nXADD\r\n" + bulk(self._chunks_key.encode())
-        # FirehoseStream is array_like: [stream_id, model, accepted_at_us, created_ms, [events]]
-        self._event_head = b"[%s,%s,%d,%d,[" % (
-            encode(sid),
-            encode(req.model),
-            self._accepted_us,
-            req.created_ms,
+        events = self.keys.events_for(sid, self.firehose_partitions)
+        self._stream = StreamHead(
+            key=events.encode(),
+            slot=self.link.slot(events),
+            head=wire.stream_head(sid, req.model, int(req.accepted_at * 1_000_000), req.created_ms),
         )
 
     def entry_id(self, seq: int) -> str:
         return entry_id(self.request.created_ms, seq)
 
-    def started(self, producer: str) -> Op:
+    def started(self, producer: str) -> Cmds:
         """Meta: running on ``producer``."""
         mapping = {F.STATUS: "running", F.PRODUCER: producer, F.STARTED_AT: repr(time.time())}
-
-        def op(pipe: Pipeline) -> None:
-            pipe.hset(self._meta_key, mapping=mapping)
-
-        return op
+        return Cmds(self._slot, _hset(self._meta_key, mapping), 1)
 
     def entry(self, seq: int, kind: bytes, data: bytes, tokens: int) -> Logged:
         """A data entry (``c`` chunk or ``r`` whole response) and its firehose event.
 
         ``data`` is the payload's JSON, encoded once; the firehose carries the same bytes.
-        ``kind`` is one of the one-letter ``KIND_*`` constants (no JSON escaping needed).
+        ``kind`` is a one-letter :class:`~fakeai.streams.log.Kind`.
         """
         t_us = now_us()
-        eid = b"%s%d" % (self._id_head, seq)
-        t = b"%d" % t_us
-        packed = (
-            b"%s$%d\r\n%s\r\n$1\r\nk\r\n$1\r\n%s\r\n$1\r\nd\r\n$%d\r\n%s\r\n$1\r\nt\r\n$%d\r\n%s\r\n"
-            % (
-                self._xadd_log,
-                len(eid),
-                eid,
-                kind,
-                len(data),
-                data,
-                len(t),
-                t,
-            )
-        )
-        # FirehoseItem is array_like: [seq, kind, emitted_at_us, tokens, data]
-        event = b'[%d,"%s",%d,%d,%s]' % (seq, kind, t_us, tokens, data)
+        packed = pack_entry(self._chunks_key, b"%s%d" % (self._id_head, seq), kind, data, t_us)
+        event = wire.event(seq, kind, t_us, tokens, data)
         if seq == 1:
-            packed += pack(
-                b"HSET", self._meta_bkey, F.FIRST_CHUNK_AT.encode(), repr(t_us / 1e6).encode()
+            packed += pack_command(
+                b"HSET", self._meta_key, F.FIRST_CHUNK_AT.encode(), repr(t_us / 1e6).encode()
             )
-            return packed, 2, self._events_bkey, self._event_head, event
-        return packed, 1, self._events_bkey, self._event_head, event
+            return Logged(self._slot, packed, 2, self._stream, event)
+        return Logged(self._slot, packed, 1, self._stream, event)
 
     def terminal(self, seq: int, chunks: int, outcome: Outcome) -> Final:
         """The terminal entry (``d`` or ``e``) and everything that ends the stream."""
         t_us = now_us()
-        eid = self.entry_id(seq)
-        meta: dict[str, Any] = {
+        meta: dict[str, str | int | float] = {
             F.STATUS: outcome.status,
             F.FINISHED_AT: t_us / 1e6,
             F.CHUNKS: chunks,
@@ -179,7 +167,7 @@ class StreamRecords:
             F.PROMPT_TOKENS: outcome.prompt_tokens,
         }
         if outcome.error_code is None:
-            kind = KIND_DONE
+            kind = Kind.DONE
             payload = encode(
                 DonePayload(
                     finish_reason=outcome.finish_reason,
@@ -189,7 +177,7 @@ class StreamRecords:
                 )
             )
         else:
-            kind = KIND_ERROR
+            kind = Kind.ERROR
             payload = encode(
                 ErrorPayload(
                     error=ErrorBody(
@@ -201,43 +189,31 @@ class StreamRecords:
             )
             meta[F.ERROR_CODE] = outcome.error_code
             meta[F.ERROR_MESSAGE] = outcome.error_message
-        fields = {"k": kind, "d": payload, "t": t_us}
-        event = encode(
-            FirehoseItem(
-                seq=seq,
-                kind=kind.decode(),
-                emitted_at_us=t_us,
-                tokens=outcome.completion_tokens,
-                data=msgspec.Raw(payload),
-                error_code=outcome.error_code,
-            )
-        )
-
-        def op(pipe: Pipeline) -> None:
-            pipe.xadd(self._chunks_key, fields, id=eid)
-            pipe.hset(self._meta_key, mapping=meta)
-            self._expire(pipe)
-            pipe.zrem(self.keys.active(), self.request.stream_id)
-
-        return Final(op, (self._events_bkey, self._event_head, event), self.ack())
-
-    def _expire(self, pipe: Pipeline) -> None:
+        eid = b"%s%d" % (self._id_head, seq)
+        parts = [
+            pack_entry(self._chunks_key, eid, kind, payload, t_us),
+            _hset(self._meta_key, meta),
+        ]
         for key in (self._chunks_key, self._meta_key):
             if self.retention_s > 0:
-                pipe.expire(key, self.retention_s)
+                parts.append(pack_command(b"EXPIRE", key, b"%d" % self.retention_s))
             else:
-                pipe.persist(key)
+                parts.append(pack_command(b"PERSIST", key))
+        active = self.keys.active()
+        return Final(
+            cmds=Cmds(self._slot, b"".join(parts), len(parts)),
+            active=Cmds(
+                self.link.slot(active),
+                pack_command(b"ZREM", active.encode(), self.request.stream_id.encode()),
+                1,
+            ),
+            stream=self._stream,
+            event=wire.event(
+                seq, kind, t_us, outcome.completion_tokens, payload, outcome.error_code
+            ),
+            after=self.ack(),
+        )
 
-    def ack(self) -> Op:
+    def ack(self) -> Cmds:
         """XACK of the request (alone: for a stream whose log was already complete)."""
-        return ack_op(self.keys, self.msg_id)
-
-
-def ack_op(keys: Keys, msg_id: bytes | str) -> Op:
-    """XACK of one request in group ``producers``."""
-    requests = keys.requests()
-
-    def op(pipe: Pipeline) -> None:
-        pipe.xack(requests, PRODUCERS_GROUP, msg_id)
-
-    return op
+        return ack(self.link, self.request_key, self.msg_id)

@@ -32,11 +32,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aredis
-
 from fakeai.config.settings import Settings
 from fakeai.content import build_chat_completion, build_text_completion
-from fakeai.services.producer.backoff import RETRYABLE, Backoff
+from fakeai.services.backoff import RETRYABLE, Backoff
 from fakeai.services.producer.records import EndCode, Outcome, StreamRecords
 from fakeai.services.producer.writer import LogWriter
 from fakeai.streaming import StreamManager
@@ -47,9 +45,11 @@ from fakeai.streaming.base import (
     StreamType,
 )
 from fakeai.streams import Keys
+from fakeai.streams.client import RedisClient
+from fakeai.streams.log import Kind, Link, parse_entry
 from fakeai.streams.meta import F
 from fakeai.timing import LatencyModel
-from fakeai.wire import KIND_CHUNK, KIND_DONE, KIND_ERROR, KIND_RESPONSE, GenerationRequest, encode
+from fakeai.wire import GenerationRequest, encode
 
 __all__ = ["Deps", "StreamRun", "StreamState", "plan_seed", "read_states"]
 
@@ -79,7 +79,8 @@ class Deps:
 
     settings: Settings
     keys: Keys
-    redis: aredis.Redis
+    redis: RedisClient
+    link: Link
     writer: LogWriter
     manager: StreamManager
     latency: LatencyModel | None
@@ -97,9 +98,13 @@ class StreamState:
     finished: bool
 
 
-async def read_states(redis: aredis.Redis, keys: Keys, stream_ids: list[str]) -> list[StreamState]:
+async def read_states(redis: RedisClient, keys: Keys, stream_ids: list[str]) -> list[StreamState]:
     """The states of ``stream_ids`` in one round trip (meta ``cancel_requested`` and the log's
-    last entry of each); retries while Redis is unavailable."""
+    last entry of each); retries while Redis is unavailable.
+
+    On a cluster the pipeline is redis-py's ``ClusterPipeline``: not a transaction, its
+    commands grouped per node (one round trip per node), each stream's two keys in one slot.
+    """
     backoff = Backoff()
     while True:
         try:
@@ -115,27 +120,35 @@ async def read_states(redis: aredis.Redis, keys: Keys, stream_ids: list[str]) ->
             await backoff.sleep()
     states = []
     for cancel, last in zip(replies[::2], replies[1::2], strict=True):
-        last_seq, finished = 0, False
-        if last:
-            raw_id, fields = last[0]
-            last_seq = int(raw_id.rpartition(b"-")[2])
-            finished = fields.get(b"k") in (KIND_DONE, KIND_ERROR)
-        states.append(StreamState(cancel not in (None, b"", b"0"), last_seq, finished))
+        entry = parse_entry(*last[0]) if last else None
+        states.append(
+            StreamState(
+                cancel_requested=cancel not in (None, b"", b"0"),
+                last_seq=entry.seq if entry else 0,
+                finished=entry.terminal if entry else False,
+            )
+        )
     return states
 
 
 class StreamRun:
     """The task body of one stream; :meth:`end` stops it early (cancel or shutdown)."""
 
-    def __init__(self, deps: Deps, request: GenerationRequest, msg_id: bytes) -> None:
+    def __init__(
+        self, deps: Deps, request: GenerationRequest, request_key: str, msg_id: bytes
+    ) -> None:
         self.deps = deps
         self.request = request
+        self.request_key = request_key
+        """The requests partition the request was read from."""
         self.msg_id = msg_id
         retention = request.retention_s
         self.records = StreamRecords(
             request=request,
             msg_id=msg_id,
+            request_key=request_key,
             keys=deps.keys,
+            link=deps.link,
             firehose_partitions=deps.settings.firehose_partitions,
             retention_s=deps.settings.retention_s if retention is None else retention,
         )
@@ -259,7 +272,7 @@ class StreamRun:
                 seq += 1
                 tokens += chunk.token_count
                 if seq > skip:
-                    item = entry(seq, KIND_CHUNK, encode(chunk.data), chunk.token_count)
+                    item = entry(seq, Kind.CHUNK, encode(chunk.data), chunk.token_count)
                     if not put_nowait(item):  # the writer is full: wait for room
                         await put(item)
                 if self.end_code is not None:
@@ -316,7 +329,7 @@ class StreamRun:
             return await self._finish(skip + 1, skip, self._ended_outcome(0, _prompt_tokens(full)))
         if skip < 1:
             await self.deps.writer.put(
-                self.records.entry(1, KIND_RESPONSE, encode(full), completion)
+                self.records.entry(1, Kind.RESPONSE, encode(full), completion)
             )
         return await self._finish(2, 1, _done(full, completion))
 

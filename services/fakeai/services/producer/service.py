@@ -1,10 +1,19 @@
 """The producer service: generation requests in, timed chunks out to Redis Streams.
 
-Parts (one process): the request intake (:mod:`.intake`, FastStream consumer group
+Parts (one process): the request intake (:mod:`.intake`, consumer group
 ``producers`` plus failover keep-alive), one task per stream (:mod:`.runner`, at most
 ``settings.max_streams_per_producer`` at a time; further requests wait for a slot, unread or
 pending, which is the backpressure), the write coalescer (:mod:`.writer`, one flusher), and the
 cancel listener (:mod:`.cancels`).
+
+Redis: one client (:func:`fakeai.streams.client.connect`: a single server or a Redis Cluster,
+detected by itself) and its :class:`~fakeai.streams.log.Link` for the writer's raw pipelines.
+Connections it holds per node: the writer's one (a flush at a time), the keep-alive's, and one
+per batch of requests whose states are being read (at most one per partition reader at a
+time), so the pool is sized ``request_partitions + 8``; the cancel listener and the intake's
+partition readers (one per partition, on its node) block on dedicated connections. At start
+the key layout is checked (:func:`~fakeai.streams.client.check_layout`): data of another
+layout stops the producer with the message that names the fix.
 
 Shutdown, in order:
 
@@ -26,24 +35,28 @@ import logging
 import os
 import secrets
 import socket
+from typing import Any
 
 import msgspec
-import redis.asyncio as aredis
+from redis.exceptions import ClusterDownError
 
 from fakeai.config.settings import Settings
 from fakeai.latency_profiles import get_latency_manager
+from fakeai.services.backoff import RETRYABLE, Backoff
 from fakeai.services.producer.cancels import CancelListener
 from fakeai.services.producer.firehose import Firehose
-from fakeai.services.producer.intake import RawRequest, RequestIntake
-from fakeai.services.producer.records import EndCode, ack_op
+from fakeai.services.producer.intake import Delivered, RequestIntake
+from fakeai.services.producer.records import EndCode, ack
 from fakeai.services.producer.runner import Deps, StreamRun, StreamState, read_states
 from fakeai.services.producer.writer import LogWriter
 from fakeai.services.runtime import run_until_signalled, tune_gc
 from fakeai.streaming import StreamManager
 from fakeai.streams import Keys
+from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect
+from fakeai.streams.log import Link
 from fakeai.wire import CancelSignal, decode_request
 
-__all__ = ["Producer", "consumer_name", "main", "run"]
+__all__ = ["Producer", "connect_checked", "consumer_name", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +66,53 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+async def connect_checked(settings: Settings, keys: Keys) -> RedisClient:
+    """The producer's Redis client, once Redis answers (retried with backoff until then), on a
+    Redis holding this key layout.
+
+    Raises:
+        LayoutMismatch: the Redis holds data of another key layout (the message names the fix).
+    """
+    url = settings.redis_url
+    if not url:
+        raise ValueError(
+            "the producer needs a Redis: set FAKEAI_REDIS_URL (or --redis-url), or run "
+            "`fakeai-streams up`, which starts one"
+        )
+    # A cluster still forming or failing over answers CLUSTERDOWN: wait as for a Redis down.
+    transient: tuple[type[BaseException], ...] = (*RETRYABLE, ClusterDownError)
+    backoff = Backoff()
+    while True:
+        redis: RedisClient | None = None
+        try:
+            redis = await connect(
+                url,
+                cluster=settings.redis_cluster,
+                max_connections=settings.request_partitions + 8,
+                blocking_pool=True,
+            )
+            await check_layout(redis, keys)
+            return redis
+        except transient as e:
+            if backoff.failures == 0:
+                logger.warning("producer: Redis unavailable at start (%s); retrying", e)
+        except BaseException:
+            if redis is not None:
+                await redis.aclose()
+            raise
+        if redis is not None:
+            await redis.aclose()
+        await backoff.sleep()
+
+
 class Producer:
-    """One producer process's state; :meth:`start`, then :meth:`shutdown`."""
+    """One producer process's state: build it with :meth:`create`, then :meth:`start`, then
+    :meth:`shutdown`."""
 
     def __init__(
         self,
         settings: Settings,
+        redis: RedisClient,
         *,
         consumer: str | None = None,
         reclaim_idle_s: float = 15.0,
@@ -66,16 +120,14 @@ class Producer:
         drain_s: float = 5.0,
     ) -> None:
         if not settings.redis_url:
-            raise ValueError(
-                "the producer needs a Redis: set FAKEAI_REDIS_URL (or --redis-url), or run "
-                "`fakeai-streams up`, which starts one"
-            )
+            raise ValueError("the producer needs settings.redis_url (see connect_checked)")
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.consumer = consumer or consumer_name()
         self.drain_s = drain_s
-        self.redis = aredis.Redis.from_url(settings.redis_url)
-        self.writer = LogWriter(self.redis, firehose=Firehose(settings.firehose_retention_s))
+        self.redis = redis
+        self.link = Link(redis)
+        self.writer = LogWriter(self.link, firehose=Firehose(settings.firehose_retention_s))
         self.latency = get_latency_manager()
         # The producer's metrics travel on the firehose: no in-process metric hooks.
         # Nothing here asks about finished streams (their status is in Redis): keep few.
@@ -86,6 +138,7 @@ class Producer:
             settings=settings,
             keys=self.keys,
             redis=self.redis,
+            link=self.link,
             writer=self.writer,
             manager=self.manager,
             latency=self.latency,
@@ -95,9 +148,8 @@ class Producer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_streams_per_producer)
         self.intake = RequestIntake(
-            settings.redis_url,
-            self.redis,
-            self.keys,
+            self.link,
+            self.keys.all_requests(settings.request_partitions),
             consumer=self.consumer,
             batch=settings.producer_batch,
             submit=self._submit,
@@ -105,8 +157,22 @@ class Producer:
             heartbeat_s=heartbeat_s,
             reclaim_idle_s=reclaim_idle_s,
         )
-        self.cancels = CancelListener(settings.redis_url, self.keys, self._on_cancel)
+        self.cancels = CancelListener(self.link, self.keys, self._on_cancel)
         self._cancel_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def create(cls, settings: Settings, **kwargs: Any) -> Producer:
+        """Connect (:func:`connect_checked`), then build; ``kwargs`` go to the constructor.
+
+        Raises:
+            LayoutMismatch: see :func:`connect_checked`.
+        """
+        redis = await connect_checked(settings, Keys(settings.key_prefix))
+        try:
+            return cls(settings, redis, **kwargs)
+        except BaseException:
+            await redis.aclose()
+            raise
 
     def _free_slots(self) -> int:
         return self.settings.max_streams_per_producer - len(self.runs)
@@ -120,26 +186,31 @@ class Producer:
         await self.intake.start()
         logger.info("producer %s started (max %d streams)", self.consumer, self._free_slots())
 
-    async def _submit(self, entries: list[RawRequest]) -> None:
+    async def _submit(self, entries: list[Delivered]) -> None:
         """Start a run per request; their states are read in one round trip per group of
         runs that got a slot without waiting (one pipeline instead of one per stream)."""
         ready: list[StreamRun] = []
-        for msg_id, fields in entries:
+        for entry in entries:
             try:
-                request = decode_request(fields.get(b"r", b""))
+                request = decode_request(entry.fields.get(b"r", b""))
             except msgspec.DecodeError as e:
-                logger.error("request %s is not a GenerationRequest (%s); dropped", msg_id, e)
-                await self._ack_alone(msg_id)
+                logger.error(
+                    "request %s of %s is not a GenerationRequest (%s); dropped",
+                    entry.msg_id,
+                    entry.key,
+                    e,
+                )
+                await self._ack_alone(entry)
                 continue
             if request.stream_id in self.runs:
                 # The same stream published twice: the run in progress answers it.
-                await self._ack_alone(msg_id)
+                await self._ack_alone(entry)
                 continue
             if ready and self._slots.locked():
                 await self._start(ready)  # start what has slots before waiting for one
                 ready = []
             await self._slots.acquire()
-            run = StreamRun(self.deps, request, msg_id)
+            run = StreamRun(self.deps, request, entry.key, entry.msg_id)
             self.runs[request.stream_id] = run
             ready.append(run)
         if ready:
@@ -152,7 +223,7 @@ class Producer:
             for run in runs:  # never started: give the slots back; the requests stay
                 self.runs.pop(run.stream_id, None)  # pending, to be taken over when idle
                 self._slots.release()
-                self.intake.release(run.msg_id)
+                self.intake.release(run.request_key, run.msg_id)
             raise
         loop = asyncio.get_running_loop()
         for run, state in zip(runs, states, strict=True):
@@ -160,9 +231,9 @@ class Producer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _ack_alone(self, msg_id: bytes) -> None:
-        await self.writer.put(ack_op(self.keys, msg_id))
-        self.intake.release(msg_id)
+    async def _ack_alone(self, entry: Delivered) -> None:
+        await self.writer.put(ack(self.link, entry.key, entry.msg_id))
+        self.intake.release(entry.key, entry.msg_id)
 
     async def _run_one(self, run: StreamRun, state: StreamState | None = None) -> None:
         try:
@@ -175,7 +246,7 @@ class Producer:
         finally:
             self.runs.pop(run.stream_id, None)
             self._slots.release()
-            self.intake.release(run.msg_id)
+            self.intake.release(run.request_key, run.msg_id)
 
     def _on_cancel(self, signal: CancelSignal) -> None:
         run = self.runs.get(signal.stream_id)
@@ -223,8 +294,12 @@ async def run(
     heartbeat_s: float = 3.0,
     drain_s: float = 5.0,
 ) -> None:
-    """Run a producer until ``stop`` is set (or the task is cancelled), then shut it down."""
-    producer = Producer(
+    """Run a producer until ``stop`` is set (or the task is cancelled), then shut it down.
+
+    Raises:
+        LayoutMismatch: the Redis holds data of another key layout (nothing was started).
+    """
+    producer = await Producer.create(
         settings,
         consumer=consumer_name,
         reclaim_idle_s=reclaim_idle_s,
@@ -239,6 +314,13 @@ async def run(
 
 
 def main(settings: Settings) -> None:
-    """Run one producer in this process (uvloop if installed) until SIGINT or SIGTERM."""
+    """Run one producer in this process (uvloop if installed) until SIGINT or SIGTERM.
+
+    Data of another key layout ends the process with status 1 and the message that names the
+    fix (on stderr, once), not a traceback.
+    """
     tune_gc()
-    run_until_signalled(lambda stop: run(settings, stop=stop))
+    try:
+        run_until_signalled(lambda stop: run(settings, stop=stop))
+    except LayoutMismatch as e:
+        raise SystemExit(f"fakeai-streams producer: {e}") from None

@@ -1,110 +1,115 @@
 """Write coalescing: one flusher per process sends the writes of every stream in pipelines.
 
-Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* and go on: an
-*op* (a function that queues one or more commands on a redis-py pipeline), a :data:`Packed`
-command group (RESP bytes), a :data:`Logged` data entry (the hot path: its log commands in RESP,
-built once by the stream, see :mod:`.records`, plus its firehose event), or a :class:`Final`
-(a stream's terminal op, its firehose event, and the op that must follow that event: the
-request's XACK). A single flusher task takes everything pending and sends it in ONE write on
-one connection, then reads the replies, then the next batch. The firehose events of a batch
-go out as one batch entry per partition (:mod:`.firehose`), after the batch's own commands and
-before the ``after`` ops of its :class:`Final` items.
-Chunks of many streams that fall due together therefore share a round trip, which is where
-the producer's throughput comes from (a pipeline of 100 XADDs costs ~17 µs per command against
-~111 µs for an awaited XADD each; project notes, redis-faststream §1.9).
+Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* and go on. Items are
+commands already in the Redis protocol (packed with :mod:`fakeai.streams.log`'s packers by
+:mod:`.records`), each tagged with the cluster slot of its keys:
 
-Why not ``pipeline.execute()``: at ~13k entries/s redis-py's per-argument packing
-(``pack_command``) and per-reply parsing (a timeout context and a response callback per reply)
-were half the producer's CPU. Packed items skip the packing entirely; replies are read raw
-(``disable_decoding``) under one timeout for the whole batch, since only errors matter here.
-Ops still go through redis-py's own packer (``Connection.pack_commands``), so they need not
-know the protocol.
+- :class:`Cmds`: commands of one slot (a meta update, an XACK alone);
+- :class:`Logged`: a data entry (the per-chunk hot path) and its firehose event;
+- :class:`Final`: a stream's end: its terminal entry with the meta totals and expiry, the ZREM
+  from the active set (another slot), its firehose event, and ``after``, the request's XACK,
+  which must follow that firehose event.
+
+A single flusher task takes everything pending and hands it to :meth:`Link.execute
+<fakeai.streams.log.Link.execute>` as command groups, then the next batch. The firehose events
+of a batch go out as one batch entry per partition (:mod:`.firehose`), after the batch's own
+commands and before the ``after`` commands of its :class:`Final` items. Chunks of many streams
+that fall due together therefore share a round trip (one per node on a cluster), which is where
+the producer's throughput comes from (a pipeline of 100 XADDs costs ~17 µs per command against
+~111 µs for an awaited XADD each; project notes, redis-faststream §1.9). Replies come back raw
+(no redis-py reply callbacks): only errors matter here.
 
 Contracts:
 
-- Order: ops are sent in the order they were put, and Redis runs the commands of one
-  connection in order, so a stream's entries land in seq order; firehose events keep their
-  put order within a stream; a terminal entry's XACK runs only after the terminal XADD and
-  after the firehose entry that carries its event (a request is never acknowledged before
-  the metrics consumer can see its end).
+- Order: a stream's keys share one slot, and ``Link.execute`` keeps the order of the groups of
+  one slot (one connection per node), so a stream's entries land in seq order; firehose events
+  keep their put order within a stream. A terminal entry's XACK runs only after the terminal
+  XADD and after the firehose entry that carries its event (a request is never acknowledged
+  before the metrics consumer can see its end): on a single server everything goes in ONE
+  ``execute`` (one connection, in order); on a cluster the XACKs (another slot, maybe another
+  node) go in a second ``execute`` once the first has returned.
 - Backpressure: at most ``max_pending`` items wait; :meth:`put` awaits room beyond that (only
   while Redis is slow or down). :meth:`put_nowait` is the synchronous fast path for callers
   that put many items: it returns False instead of waiting.
-- Redis down: the batch is retried with exponential backoff (cap ~2 s) until Redis returns; no
-  op is dropped. A retried batch may re-send commands that had already run. That is harmless by
-  construction: log entries have deterministic ids, so Redis rejects the copy ("ERR The ID
-  specified in XADD is equal or smaller than the target stream top item",
-  https://redis.io/docs/latest/commands/xadd/), and that one error is ignored; hash writes,
-  EXPIRE, ZREM and XACK are idempotent. Firehose entries (auto ids) can be duplicated after a
-  failure: the firehose is at-least-once, like any consumer group (its consumers drop
-  events whose seq they have seen).
-- Durability: :meth:`write` returns once the op's batch was executed (the stream task uses it
-  for its terminal entry only, before the request is acknowledged).
+- Redis down: a stage of a batch is retried with exponential backoff (cap ~2 s) until Redis
+  returns; nothing is dropped. So is a stage that a cluster still answered with redirections
+  (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) once ``Link`` stopped re-sending them (a failover that
+  takes longer than its deadline). A retried stage may re-send commands that had already run.
+  That is harmless by construction: log entries have deterministic ids, so Redis rejects the
+  copy ("ERR The ID specified in XADD is equal or smaller than the target stream top item",
+  https://redis.io/docs/latest/commands/xadd/; :func:`~fakeai.streams.log.is_duplicate_id`),
+  and that one error is ignored; hash writes, EXPIRE, PERSIST, ZREM and XACK are idempotent.
+  Firehose entries (auto ids) can be duplicated: the firehose is at-least-once, like any
+  consumer group (its consumers drop events whose seq they have seen).
+- Durability: :meth:`write` returns once the item's batch was executed (the stream task uses
+  it for its terminal entry only, before the request is acknowledged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import redis.asyncio as aredis
+import msgspec
 from redis.exceptions import ResponseError
 
-from fakeai.services.producer.backoff import RETRYABLE, Backoff
-from fakeai.services.producer.firehose import Event, Firehose, FirehoseBatch
+from fakeai.services.backoff import RETRYABLE, Backoff
+from fakeai.services.producer.firehose import Firehose, FirehoseBatch, StreamHead
+from fakeai.streams.log import Group, Link, is_duplicate_id, is_redirect
 
-__all__ = [
-    "Final",
-    "Item",
-    "LogWriter",
-    "Logged",
-    "Op",
-    "Packed",
-    "WriteFailed",
-    "is_duplicate_id_error",
-]
+__all__ = ["Cmds", "Final", "Item", "LogWriter", "Logged", "WriteFailed"]
 
 logger = logging.getLogger(__name__)
 
-Pipeline = Any
-"""A redis-py asyncio pipeline (``redis.asyncio.client.Pipeline``); untyped in redis-py."""
 
-Op = Callable[[Pipeline], None]
-"""Queues one or more commands on a pipeline; must not await and must not fail."""
+class Cmds(msgspec.Struct, frozen=True, gc=False):
+    """``n`` commands of one slot, in the Redis protocol."""
 
-Packed: TypeAlias = tuple[bytes, int]
-"""``(RESP bytes of n commands, n)``: commands already in the Redis protocol."""
-
-Logged: TypeAlias = tuple[bytes, int, bytes, bytes, bytes]
-"""A data entry: ``(RESP bytes of n commands, n, *firehose event)`` (see :data:`.Event`)."""
+    slot: int
+    packed: bytes
+    n: int
 
 
-@dataclass(frozen=True, slots=True)
-class Final:
-    """A stream's end: ``op``, its firehose ``event``, then ``after`` (behind the firehose)."""
+class Logged(msgspec.Struct, frozen=True, gc=False):
+    """A data entry: its commands (the stream's slot) and its firehose event."""
 
-    op: Op
-    event: Event
-    after: Op
+    slot: int
+    packed: bytes
+    n: int
+    stream: StreamHead
+    event: bytes
 
 
-Item: TypeAlias = Op | Packed | Logged | Final
+class Final(msgspec.Struct, frozen=True, gc=False):
+    """A stream's end: ``cmds`` and ``active``, its firehose ``event``, then ``after``
+    (behind the firehose)."""
+
+    cmds: Cmds
+    """The terminal entry, the meta totals, EXPIRE or PERSIST (the stream's slot)."""
+    active: Cmds
+    """ZREM from the active set (its own slot)."""
+    stream: StreamHead
+    event: bytes
+    after: Cmds
+    """The request's XACK."""
+
+
+Item: TypeAlias = Cmds | Logged | Final
 """What :meth:`LogWriter.put` takes."""
 
 _Batch: TypeAlias = list[tuple[Item, "asyncio.Future[None] | None"]]
 
 
 class WriteFailed(Exception):
-    """Redis rejected a command of an op with an error other than a duplicate entry id."""
+    """Redis rejected a command of an item with an error other than a duplicate entry id."""
 
 
-def is_duplicate_id_error(exc: BaseException) -> bool:
-    """The XADD error for an id that is not above the stream's last id: a re-sent entry."""
-    return isinstance(exc, ResponseError) and "equal or smaller" in str(exc)
+class _Redirected(Exception):
+    """Groups a cluster still redirected when ``Link`` gave up re-sending them."""
+
+
+_RETRY: tuple[type[BaseException], ...] = (*RETRYABLE, _Redirected)
 
 
 class LogWriter:
@@ -112,7 +117,7 @@ class LogWriter:
 
     def __init__(
         self,
-        redis: aredis.Redis,
+        link: Link,
         *,
         firehose: Firehose | None = None,
         max_pending: int = 50_000,
@@ -123,7 +128,7 @@ class LogWriter:
             raise ValueError(
                 f"max_pending and max_batch must be >= 1; got {max_pending}, {max_batch}"
             )
-        self._redis = redis
+        self.link = link
         self._firehose = firehose or Firehose()
         self._max_pending = max_pending
         self._max_batch = max_batch
@@ -134,7 +139,7 @@ class LogWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
-        """Round trips sent (for figures and tests)."""
+        """Batches sent (for figures and tests)."""
         self.commands = 0
         """Commands sent."""
 
@@ -158,25 +163,26 @@ class LogWriter:
         self._wake.set()
         return True
 
-    async def put(self, op: Item) -> None:
-        """Queue ``op``; returns at once unless ``max_pending`` items already wait."""
+    async def put(self, item: Item) -> None:
+        """Queue ``item``; returns at once unless ``max_pending`` items already wait."""
         while len(self._ops) >= self._max_pending:
             self._room.clear()
             await self._room.wait()
-        self._ops.append((op, None))
+        self._ops.append((item, None))
         self._wake.set()
 
-    async def write(self, op: Item) -> None:
-        """Queue ``op`` and wait until its batch has been executed by Redis.
+    async def write(self, item: Item) -> None:
+        """Queue ``item`` and wait until its batch has been executed by Redis.
 
         Raises :class:`WriteFailed` if Redis refused one of its commands (a duplicate id is
-        not a failure); a refused firehose entry or ``after`` op of a :class:`Final` is logged.
+        not a failure); a refused firehose entry or ``after`` command of a :class:`Final` is
+        logged.
         """
         while len(self._ops) >= self._max_pending:
             self._room.clear()
             await self._room.wait()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ops.append((op, fut))
+        self._ops.append((item, fut))
         self._wake.set()
         await fut
 
@@ -189,7 +195,7 @@ class LogWriter:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         except TimeoutError:
-            logger.warning("writer: %d ops not flushed at shutdown (Redis down?)", self.pending)
+            logger.warning("writer: %d items not flushed at shutdown (Redis down?)", self.pending)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         for _, fut in self._ops:
@@ -211,21 +217,19 @@ class LogWriter:
             await self._send(batch)
 
     async def _send(self, batch: _Batch) -> None:
-        backoff = Backoff(cap_s=self._backoff_cap_s)
-        while True:
-            try:
-                results, bounds = await self._execute(batch)
-            except RETRYABLE as e:
-                if backoff.failures == 0:
-                    logger.warning("writer: Redis unavailable (%s); retrying %d ops", e, len(batch))
-                await backoff.sleep()
-                continue
-            if backoff.failures:
-                logger.info("writer: Redis is back after %d retries", backoff.failures)
-            break
+        groups, bounds, afters = self._assemble(batch)
+        if self.link.cluster and afters:
+            # The XACKs may live on another node: only once the first stage has returned is
+            # its firehose entry known to be written.
+            results, failed = await self._execute(groups)
+            acks, failed_acks = await self._execute(afters)
+            results += acks
+            failed = failed or failed_acks
+        else:
+            results, failed = await self._execute(groups + afters)
         self.batches += 1
         self.commands += len(results)
-        if results.count(None) == len(results):  # the common case: no error to attribute
+        if not failed:  # the common case: no error to attribute
             for _, fut in batch:
                 if fut is not None and not fut.done():
                     fut.set_result(None)
@@ -233,7 +237,11 @@ class LogWriter:
         start = 0
         for (_, fut), end in zip(batch, bounds, strict=True):
             error = next(
-                (r for r in results[start:end] if r is not None and not is_duplicate_id_error(r)),
+                (
+                    r
+                    for r in results[start:end]
+                    if isinstance(r, ResponseError) and not is_duplicate_id(r)
+                ),
                 None,
             )
             start = end
@@ -244,79 +252,67 @@ class LogWriter:
                     fut.set_result(None)
                 else:
                     fut.set_exception(WriteFailed(str(error)))
-
-    async def _execute(self, batch: _Batch) -> tuple[list[ResponseError | None], list[int]]:
-        """Send the batch in one write on one connection; per command its error or None.
-
-        Also returns each item's end index in that list; the commands after the last bound
-        (firehose entries, trims, ``after`` ops) belong to no item: their errors are logged.
-        """
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            parts: list[bytes] = []
-            bounds: list[int] = []
-            n = 0
-            pipe: Pipeline | None = None
-            events = FirehoseBatch()
-            add_event = events.add
-            afters: list[Op] = []
-            for item, _ in batch:
-                kind = type(item)
-                if kind is tuple:
-                    parts.append(item[0])  # type: ignore[index]
-                    n += item[1]  # type: ignore[index]
-                    if len(item) == 5:  # type: ignore[arg-type]
-                        add_event(item[2], item[3], item[4])  # type: ignore[index]
-                else:
-                    if kind is Final:
-                        final: Final = item  # type: ignore[assignment]
-                        op = final.op
-                        add_event(*final.event)
-                        afters.append(final.after)
-                    else:
-                        op = item  # type: ignore[assignment]
-                    if pipe is None:
-                        pipe = self._redis.pipeline(transaction=False)
-                    n += self._pack_op(conn, pipe, op, parts)
-                bounds.append(n)
-            if events:
-                fire, count = self._firehose.commands(events)
-                parts.extend(fire)
-                n += count
-            for op in afters:
-                if pipe is None:
-                    pipe = self._redis.pipeline(transaction=False)
-                n += self._pack_op(conn, pipe, op, parts)
-            results: list[ResponseError | None] = []
-            # One deadline for the whole batch instead of redis-py's one per reply.
-            async with asyncio.timeout(conn.socket_timeout):
-                await conn.send_packed_command(parts)
-                for _ in range(n):
-                    try:
-                        # timeout=inf: no per-reply timeout context (the batch has one).
-                        await conn.read_response(disable_decoding=True, timeout=math.inf)
-                    except ResponseError as e:  # read whole: the connection stays in sync
-                        results.append(e)
-                    else:
-                        results.append(None)
-        except BaseException:
-            # Unread replies would desynchronize the next user of this connection.
-            await conn.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(conn)
-        for error in results[bounds[-1] if bounds else 0 :]:
-            if error is not None:
+        for error in results[start:]:
+            if isinstance(error, ResponseError):
                 logger.error("writer: Redis refused a firehose or ack command: %s", error)
-        return results, bounds
 
-    @staticmethod
-    def _pack_op(conn: Any, pipe: Pipeline, op: Op, parts: list[bytes]) -> int:
-        """Pack the commands ``op`` queues with redis-py's packer; how many there were."""
-        stack = pipe.command_stack
-        op(pipe)
-        parts.extend(conn.pack_commands([args for args, _ in stack]))
-        count = len(stack)
-        stack.clear()
-        return count
+    def _assemble(self, batch: _Batch) -> tuple[list[Group], list[int], list[Group]]:
+        """``(groups, bounds, afters)``: the items' command groups and then the firehose's;
+        each item's end index in the reply list; the ``after`` groups of :class:`Final`
+        items."""
+        groups: list[Group] = []
+        append = groups.append
+        bounds: list[int] = []
+        mark = bounds.append
+        events = FirehoseBatch()
+        add_event = events.add
+        afters: list[Group] = []
+        n = 0
+        for item, _ in batch:
+            match item:
+                case Logged():
+                    append((item.slot, item.packed, item.n))
+                    add_event(item.stream, item.event)
+                    n += item.n
+                case Cmds():
+                    append((item.slot, item.packed, item.n))
+                    n += item.n
+                case Final(cmds=cmds, active=active, after=after):
+                    append((cmds.slot, cmds.packed, cmds.n))
+                    append((active.slot, active.packed, active.n))
+                    add_event(item.stream, item.event)
+                    afters.append((after.slot, after.packed, after.n))
+                    n += cmds.n + active.n
+            mark(n)
+        if events:
+            groups += self._firehose.groups(events)
+        return groups, bounds, afters
+
+    async def _execute(self, groups: list[Group]) -> tuple[list[Any], bool]:
+        """``Link.execute`` of one stage, retried while Redis is unreachable or a cluster
+        still redirects (see the module docstring); ``(replies, any error reply)``."""
+        backoff = Backoff(cap_s=self._backoff_cap_s)
+        while True:
+            try:
+                results = await self.link.execute(groups)
+                errors = [r for r in results if isinstance(r, ResponseError)]
+                redirect = next((r for r in errors if is_redirect(r)), None)
+                if redirect is not None:
+                    raise _Redirected(redirect)
+            except _RETRY as e:
+                if backoff.failures == 0:
+                    logger.warning(
+                        "writer: Redis unavailable (%s); retrying %d command groups", e, len(groups)
+                    )
+                await backoff.sleep()
+                continue
+            except Exception:
+                # The flusher must outlive anything: if it died, every stream of this
+                # producer would stall with no error. Retrying is safe (see the docstring).
+                if backoff.failures == 0:
+                    logger.exception("writer: unexpected failure; retrying %d groups", len(groups))
+                await backoff.sleep()
+                continue
+            if backoff.failures:
+                logger.info("writer: Redis is back after %d retries", backoff.failures)
+            return results, bool(errors)

@@ -12,7 +12,7 @@ import contextlib
 
 import pytest
 
-from fakeai.services.producer.backoff import Backoff, raise_if_cancelling
+from fakeai.services.backoff import Backoff, raise_if_cancelling
 
 
 async def _swallowing_call() -> None:

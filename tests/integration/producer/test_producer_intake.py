@@ -1,0 +1,75 @@
+"""The request intake's keep-alive against a real Redis.
+
+Regression (issue 9): the keep-alive task died on an unexpected Redis error without a log line,
+and the requests it held stayed pending, looking abandoned to every other producer. The
+invariant: an unexpected error is logged once per kind, with its traceback, and the keep-alive
+goes on refreshing the requests held here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aredis
+from redis.exceptions import NoPermissionError
+from tests.integration.producer.conftest import StartProducer
+from tests.integration.producer.producerkit import PARTITIONS, chat_request, publish
+
+from fakeai.config import Settings
+from fakeai.streams import PRODUCERS_GROUP, Keys
+
+pytestmark = pytest.mark.redis
+
+INTAKE_LOGGER = "fakeai.services.producer.intake"
+
+
+@pytest.fixture
+async def no_xautoclaim_url(r: aredis.Redis, redis_url: str) -> AsyncIterator[str]:
+    """The test Redis's URL as a user that may run every command but XAUTOCLAIM (which only
+    the keep-alive sends): a real Redis error the keep-alive does not expect."""
+    user = f"u{uuid.uuid4().hex[:12]}"
+    await r.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-xautoclaim")
+    try:
+        yield redis_url.replace("redis://", f"redis://{user}:pw@", 1)
+    finally:
+        await r.execute_command("ACL", "DELUSER", user)
+
+
+async def test_keepalive_does_not_die_silently_on_an_unexpected_redis_error(
+    r: aredis.Redis,
+    keys: Keys,
+    no_xautoclaim_url: str,
+    make_settings: Callable[..., Settings],
+    start_producer: StartProducer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=INTAKE_LOGGER)
+    settings = make_settings(redis_url=no_xautoclaim_url)
+    req = chat_request(max_tokens=100, ttft_ms=0, itl_ms=50)  # runs through the whole test
+    key = keys.requests_for(req.stream_id, PARTITIONS)
+    async with start_producer(settings, heartbeat_s=0.1, reclaim_idle_s=1.0, drain_s=0.2) as p:
+        await publish(r, keys, req)
+        deadline = time.monotonic() + 10
+        while not await r.xpending_range(key, PRODUCERS_GROUP, min="-", max="+", count=1):
+            assert time.monotonic() < deadline, "the request was never delivered"
+            await asyncio.sleep(0.02)
+        # Over more than the reclaim time, every turn of the keep-alive fails on XAUTOCLAIM
+        # (NOPERM), yet the request held here keeps being refreshed: it never looks abandoned.
+        watch_until = time.monotonic() + 1.5
+        while time.monotonic() < watch_until:
+            [row] = await r.xpending_range(key, PRODUCERS_GROUP, min="-", max="+", count=1)
+            assert row["consumer"] == p.consumer.encode()
+            assert row["time_since_delivered"] < 800, row
+            await asyncio.sleep(0.1)
+        assert p.intake.keepalive_running
+    failures = [
+        rec for rec in caplog.records if rec.name == INTAKE_LOGGER and rec.levelno >= logging.ERROR
+    ]
+    assert len(failures) == 1, [rec.getMessage() for rec in failures]  # once per kind
+    assert failures[0].exc_info is not None
+    assert isinstance(failures[0].exc_info[1], NoPermissionError)
