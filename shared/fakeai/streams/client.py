@@ -9,6 +9,7 @@ follows MOVED/ASK redirections and failovers (its pipelines group commands per n
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeAlias
 
 import redis.asyncio as aredis
@@ -16,14 +17,52 @@ from redis.exceptions import RedisError
 
 from fakeai.streams.keys import LAYOUT, Keys
 
-__all__ = ["LayoutMismatch", "RedisClient", "check_layout", "connect", "is_cluster"]
+__all__ = [
+    "BoundedRedisCluster",
+    "LayoutMismatch",
+    "RedisClient",
+    "check_layout",
+    "connect",
+    "is_cluster",
+]
 
 RedisClient: TypeAlias = "aredis.Redis | aredis.RedisCluster"
 """What :func:`connect` returns; both speak the same commands."""
 
 
 CLUSTER_NODE_CONNECTIONS = 1024
-"""Pool bound per cluster node: a burst beyond it on one node fails instead of waiting."""
+"""Hard pool bound per cluster node (redis-py raises MaxConnectionsError beyond it)."""
+
+
+class BoundedRedisCluster(aredis.RedisCluster):
+    """A cluster client whose commands and pipelines wait for one of ``concurrency`` permits.
+
+    redis-py's cluster node pools cannot wait for a free connection: every concurrent command
+    opens one more, up to the hard bound, then fails. With the permits, at most
+    ``concurrency`` commands run at once, so a node holds at most that many connections and a
+    burst waits instead (measured before: an edge with 1,000 concurrent requests kept 1,033
+    connections open on one node; ``infra/scripts/connections_per_node.py``), like the single
+    server's ``BlockingConnectionPool``.
+    """
+
+    def __init__(self, *args: Any, concurrency: int = 64, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.permits = asyncio.Semaphore(concurrency)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.permits:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        permits, run = self.permits, pipe.execute
+
+        async def execute(raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+            async with permits:
+                return await run(raise_on_error, allow_redirections)
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
 
 
 class LayoutMismatch(RuntimeError):
@@ -55,20 +94,20 @@ async def connect(
 ) -> RedisClient:
     """A client for ``url``: a cluster client when the server is a cluster node.
 
-    ``max_connections`` bounds the pool (per node on a cluster); ``blocking_pool`` makes a
-    single-server pool wait for a free connection instead of raising (a cluster node's pool
-    always raises ``MaxConnectionsError`` when full: size it for the blocking readers).
+    ``max_connections`` bounds the pool of a single server (``blocking_pool``: callers wait for
+    a free connection instead of getting an error) and, on a cluster, the commands running at
+    once (:class:`BoundedRedisCluster`; default 64), hence the connections per node.
     """
     if cluster is None:
         cluster = await is_cluster(url, timeout_s=socket_connect_timeout)
     if cluster:
         # A cluster node's pool cannot wait for a free connection (redis-py raises
-        # MaxConnectionsError at once), so it gets room for bursts instead.
-        per_node = max(max_connections or 0, CLUSTER_NODE_CONNECTIONS)
-        client = aredis.RedisCluster.from_url(
+        # MaxConnectionsError at once): the client's permits make bursts wait instead.
+        client = BoundedRedisCluster.from_url(
             url,
             socket_connect_timeout=socket_connect_timeout,
-            max_connections=per_node,
+            max_connections=CLUSTER_NODE_CONNECTIONS,
+            concurrency=max_connections or 64,
             **kwargs,
         )
         try:
