@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CHAOS_ROUNDS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check fmt lint types bench clean
+.PHONY: help install run test check fmt lint types bench chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,6 +43,10 @@ check: lint types test ## Format check, lint, types (mypy strict), tests: what C
 
 bench: $(STAMP) ## Run the standard benchmark scenarios against a fresh local server
 	$(BIN)/python -m fakeai.services.bench.scenarios --out BENCHMARKS.md
+
+chaos: $(STAMP) ## Kill producer, edge, metrics, Redis in turn under `up` with 50 streams; CHAOS_ROUNDS=3
+	FAKEAI_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/python -m pytest -p no:cacheprovider -q -s \
+		tests/e2e/test_e2e_chaos.py $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

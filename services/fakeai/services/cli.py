@@ -15,7 +15,8 @@
 
 Every flag has a ``FAKEAI_*`` environment variable (flag wins). Tools that talk to Redis find it
 through ``--redis-url`` / ``FAKEAI_REDIS_URL``, else the URL that a running ``up`` wrote into its
-state directory (``migrate`` starts the state directory's embedded Redis itself when ``up`` is
+state directory (``<state-dir>/redis.url``, readable by its owner only: it carries the embedded
+Redis's password; ``migrate`` starts the state directory's embedded Redis itself when ``up`` is
 not running). A Redis Cluster is detected by itself (``--redis-cluster`` /
 ``--no-redis-cluster`` force it).
 
@@ -314,7 +315,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     """``migrate`` on the configured Redis, else on the one a running ``up`` announced, else on
     the state directory's embedded Redis, started for the migration (``up`` refuses to start on
     layout-1 data, so it cannot be the one to serve it)."""
-    from fakeai.embedded_redis import EmbeddedRedis
+    from fakeai.services.supervisor import embedded_redis
     from fakeai.services.tools import migrate_cmd
 
     announced = settings.state_dir / "redis.url"
@@ -330,7 +331,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    embedded = EmbeddedRedis(state_dir=data, persistent=True)
+    embedded = embedded_redis(settings)  # its data and password, as `up` runs it
     try:
         url = embedded.start()
     except RuntimeError as e:

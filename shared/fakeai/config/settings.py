@@ -40,7 +40,39 @@ class Settings(BaseModel):
     """Events queued per slow client before the edge ends its connection (resumable)."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
     api_key: str | None = None
-    """When set, requests must carry ``Authorization: Bearer <api_key>``."""
+    """When set, requests must carry ``Authorization: Bearer <api_key>`` (an admin key)."""
+    api_keys: str | None = None
+    """Tenant keys, ``name:key,name:key``: each stream belongs to the key that created it."""
+    api_keys_file: Path | None = None
+    """Tenant keys from a file, one ``name:key`` per line (``#`` comments); merged with
+    ``api_keys``."""
+    key_max_streams: int = Field(0, ge=0)
+    """Concurrent streams per key (0: no limit); beyond it, 429 with ``Retry-After``."""
+    key_requests_per_min: int = Field(0, ge=0)
+    """Requests per minute per key (0: no limit); beyond it, 429 with ``Retry-After``."""
+
+    faults: str | None = None
+    """Seeded fault injection for every request, e.g. ``seed=7; 2% status=503; 1% stall=2@10``
+    (a request's own ``X-FakeAI-Fault`` header wins; ``none`` turns it off)."""
+
+    # Hard caps: a request beyond one gets a 400 that names the setting.
+    max_output_tokens: int = Field(32_768, ge=1)
+    """Largest ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens`` accepted."""
+    max_choices: int = Field(16, ge=1)
+    """Largest ``n`` accepted."""
+    max_timing_ms: float = Field(60_000.0, gt=0)
+    """Largest ``X-FakeAI-TTFT-Ms`` / ``X-FakeAI-ITL-Ms`` accepted."""
+    max_stream_s: float = Field(900.0, gt=0)
+    """A stream still running after this long ends with an error entry ``timeout``."""
+    idle_timeout_s: float = Field(10.0, gt=0)
+    """A connection that sends no complete request for this long is closed (slowloris)."""
+
+    producer_lease_s: float = Field(2.0, gt=0)
+    """A producer renews its lease this often / 3; a producer whose lease lapsed is dead and
+    its streams are taken over at once."""
+    max_deliveries: int = Field(2, ge=1)
+    """A request handed out this many times without ending (it killed its producers) is
+    parked as failed (dead letter) and never handed out again."""
 
     redis_cluster: bool | None = None
     """Redis Cluster mode: None detects it (``cluster_enabled:1`` in ``INFO cluster``)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
 
-__all__ = ["prose", "prose_pieces", "sentence", "value_for_schema"]
+__all__ = ["MAX_SCHEMA_VALUES", "prose", "prose_pieces", "sentence", "value_for_schema"]
 
 _WORD_TEXT = (
     "the of and to in is that it for as with was on be by this are from at or an have not "
@@ -82,14 +82,26 @@ def _phrase(rng: random.Random, lo: int = 1, hi: int = 4) -> str:
     return " ".join(rng.choices(_WORDS, k=rng.randint(lo, hi)))
 
 
+MAX_SCHEMA_VALUES = 10_000
+"""Most JSON values one :func:`value_for_schema` call makes. A schema is the client's input:
+``{"type": "array", "minItems": 1000000000}`` (or arrays nested six deep) would otherwise make
+a billion values with the caller's loop blocked; past the budget arrays stop growing, so the
+value may hold fewer items than ``minItems`` asks."""
+
+
 def value_for_schema(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     """A JSON value that validates against the common subset of JSON Schema.
 
     Handles ``type`` (also lists of types), ``enum``, ``const``, ``properties`` (every
     property is filled in, so ``required`` holds), ``items``, ``anyOf``/``oneOf``, ``format``
     for dates, and numeric ``minimum``/``maximum``. Unknown or missing schemas give a short
-    string; nesting stops at depth 6.
+    string; nesting stops at depth 6; at most :data:`MAX_SCHEMA_VALUES` values are made.
     """
+    return _value(schema, rng, depth, [MAX_SCHEMA_VALUES])
+
+
+def _value(schema: Any, rng: random.Random, depth: int, left: list[int]) -> Any:
+    left[0] -= 1
     if not isinstance(schema, Mapping):
         return _phrase(rng)
     if "const" in schema:
@@ -100,7 +112,7 @@ def value_for_schema(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if isinstance(options, list) and options:
-            return value_for_schema(options[0], rng, depth + 1)
+            return _value(options[0], rng, depth + 1, left)
     kind = schema.get("type")
     if isinstance(kind, list):
         kinds = [k for k in kind if k != "null"] or ["null"]
@@ -112,17 +124,19 @@ def value_for_schema(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     if kind == "object":
         props = schema.get("properties") or {}
         return {
-            name: value_for_schema(sub, rng, depth + 1)
+            name: _value(sub, rng, depth + 1, left)
             for name, sub in props.items()
             if isinstance(name, str)
         }
     if kind == "array":
         lo = int(schema.get("minItems", 1))
         hi = max(lo, min(int(schema.get("maxItems", 3)), lo + 3))
-        return [
-            value_for_schema(schema.get("items"), rng, depth + 1)
-            for _ in range(rng.randint(lo, hi))
-        ]
+        items = []
+        for _ in range(rng.randint(lo, hi)):
+            if left[0] <= 0:  # the budget is spent: the array stops here
+                break
+            items.append(_value(schema.get("items"), rng, depth + 1, left))
+        return items
     if kind == "integer":
         lo = int(schema.get("minimum", 0))
         return rng.randint(lo, max(lo, int(schema.get("maximum", lo + 100))))

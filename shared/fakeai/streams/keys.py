@@ -7,6 +7,10 @@ Layout 2 (prefix ``fakeai`` by default; ``<b>`` = :func:`bucket_for` of the stre
     fakeai:layout                         string  the layout version ("2"), see :data:`LAYOUT`
     fakeai:requests:{q<p>}                stream  request partition p; group "producers"
     fakeai:cancels                        stream  cancel signals, read by every producer
+    fakeai:producers                      zset    live producers, scored by lease expiry (ms)
+    fakeai:deadletter                     stream  requests parked as failed, with the reason
+    fakeai:limits:{k:<tenant>}:rpm:<min>  string  a tenant's requests in one minute
+    fakeai:limits:{k:<tenant>}:streams    zset    a tenant's running streams, by lapse time
     fakeai:{<b>}:<sid>:chunks             stream  one stream's log: entry id <created_ms>-<seq>
     fakeai:{<b>}:<sid>:meta               hash    status, model, timings, counts
     fakeai:streams:active                 zset    running stream ids, scored by created_ms
@@ -103,6 +107,23 @@ class Keys:
 
     def cancels(self) -> str:
         return f"{self.prefix}:cancels"
+
+    def producers(self) -> str:
+        """Live producers: member = consumer name, score = lease expiry (ms since epoch)."""
+        return f"{self.prefix}:producers"
+
+    def deadletter(self) -> str:
+        """Requests parked as failed (fields ``sid``, ``partition``, ``id``, ``reason``)."""
+        return f"{self.prefix}:deadletter"
+
+    # -- per-tenant limits (one tag per tenant: one pipeline on one slot per request)
+    def limit_requests(self, tenant: str, window: int) -> str:
+        """The requests counter of ``tenant`` in minute ``window``."""
+        return f"{self.prefix}:limits:{{k:{tenant}}}:rpm:{window}"
+
+    def limit_streams(self, tenant: str) -> str:
+        """The zset of ``tenant``'s running streams, scored by lapse time (ms)."""
+        return f"{self.prefix}:limits:{{k:{tenant}}}:streams"
 
     # -- one stream
     def stream_tag(self, stream_id: str) -> str:

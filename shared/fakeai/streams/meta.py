@@ -35,6 +35,8 @@ class F:
     ERROR_CODE: Final = "error_code"
     ERROR_MESSAGE: Final = "error_message"
     CANCEL_REQUESTED: Final = "cancel_requested"
+    OWNER: Final = "owner"
+    """The name of the API key (tenant) that created the stream; absent on an open server."""
 
 
 FINAL_STATUSES: Final = frozenset({"done", "error", "cancelled"})
@@ -72,6 +74,7 @@ class StreamMeta:
     error_code: str | None
     error_message: str | None
     cancel_requested: bool
+    owner: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -103,4 +106,5 @@ class StreamMeta:
             error_code=h.get(F.ERROR_CODE) or None,
             error_message=h.get(F.ERROR_MESSAGE) or None,
             cancel_requested=h.get(F.CANCEL_REQUESTED, "0") not in ("", "0"),
+            owner=h.get(F.OWNER) or None,
         )

@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 _SID_RE = re.compile(r"^(chatcmpl|cmpl)-([0-9a-f]{11})([0-9a-f]{24})$")
-_ENTRY_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_ENTRY_RE = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+_U64 = (1 << 64) - 1
+"""Redis stream ids are two unsigned 64-bit integers."""
 
 
 def new_stream_id(kind: str, created_ms: int) -> str:
@@ -56,12 +58,22 @@ def entry_id(created_ms: int, seq: int) -> str:
 
 
 def parse_entry_id(raw: str | bytes) -> EntryId | None:
-    """Parse ``<ms>-<seq>``; None when malformed."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    """Parse ``<ms>-<seq>`` (ASCII digits, each part a 64-bit unsigned integer, as Redis
+    stream ids are); None when malformed, including bytes that are not UTF-8."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            return None
+    else:
+        text = raw
     m = _ENTRY_RE.match(text.strip())
     if not m:
         return None
-    return EntryId(int(m.group(1)), int(m.group(2)))
+    ms, seq = int(m.group(1)), int(m.group(2))
+    if ms > _U64 or seq > _U64:
+        return None
+    return EntryId(ms, seq)
 
 
 class ResumeVerdict(Enum):

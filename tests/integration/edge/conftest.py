@@ -43,12 +43,15 @@ def start_edge(
     make_settings: Callable[..., Settings],
 ) -> Callable[..., contextlib.AbstractContextManager[Edge]]:
     """``with start_edge(**settings) as edge:`` an edge under real uvicorn, with the
-    edge's own HTTP protocol (as ``make_server`` sets it up)."""
+    edge's own HTTP protocol (as ``make_server`` sets it up: the head timeout is the
+    settings' ``idle_timeout_s``)."""
 
     @contextlib.contextmanager
     def start(**overrides: Any) -> Iterator[Edge]:
-        app = create_app(make_settings(**overrides))
-        with run_asgi(app, http=StampingHttpToolsProtocol) as url:
+        settings = make_settings(**overrides)
+        app = create_app(settings)
+        http = StampingHttpToolsProtocol.with_head_timeout(settings.idle_timeout_s)
+        with run_asgi(app, http=http) as url:
             yield Edge(url, app)
 
     return start

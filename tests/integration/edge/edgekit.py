@@ -158,6 +158,14 @@ class LogWriter:
         return sid, ids, await self.done(sid)
 
 
+async def lease_producer(
+    r: RedisClient | Any, keys: Keys, name: str = "p1", ttl_s: float = 600
+) -> None:
+    """Register a live producer lease (``Keys.producers()``), as a running producer keeps it:
+    ``/readyz`` is 200 only with one."""
+    await r.zadd(keys.producers(), {name: int((time.time() + ttl_s) * 1000)})
+
+
 @dataclass
 class Edge:
     url: str

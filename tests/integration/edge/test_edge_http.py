@@ -12,11 +12,18 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 from tests.conftest import BOTH
-from tests.integration.edge.edgekit import MODEL, Edge, LogWriter, data_events, parse_sse
+from tests.integration.edge.edgekit import (
+    MODEL,
+    Edge,
+    LogWriter,
+    data_events,
+    lease_producer,
+    parse_sse,
+)
 from tests.support.servers import eventually
 
 from fakeai.embedded_redis import free_port
-from fakeai.streams import new_stream_id
+from fakeai.streams import Keys, new_stream_id
 from fakeai.streams.client import RedisClient
 from fakeai.streams.meta import F
 from fakeai.wire import decode_cancel
@@ -214,9 +221,10 @@ async def test_redis_unreachable_is_503_with_retry_after(start_edge: StartEdge) 
             assert (await c.get("/healthz")).status_code == 200
 
 
-async def test_readyz_and_models(edge: Edge) -> None:
+async def test_readyz_and_models(edge: Edge, rc: RedisClient, keys: Keys) -> None:
+    await lease_producer(rc, keys)
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
-        assert (await c.get("/readyz")).json() == {"status": "ready"}
+        assert (await c.get("/readyz")).json() == {"status": "ready", "producers": 1}
         models = (await c.get("/v1/models")).json()
     assert models["object"] == "list"
     assert MODEL in [m["id"] for m in models["data"]]

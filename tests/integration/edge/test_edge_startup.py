@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 from tests.conftest import BOTH
-from tests.integration.edge.edgekit import Edge
+from tests.integration.edge.edgekit import Edge, lease_producer
 from tests.support.servers import eventually
 
 from fakeai.config import Settings
@@ -39,12 +39,13 @@ async def test_a_fresh_redis_is_marked_with_the_key_layout(
     edge: Edge, rc: RedisClient, keys: Keys
 ) -> None:
     assert await rc.get(keys.layout()) == LAYOUT.encode()
+    await lease_producer(rc, keys)
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
-        assert (await c.get("/readyz")).json() == {"status": "ready"}
+        assert (await c.get("/readyz")).json() == {"status": "ready", "producers": 1}
 
 
 async def test_an_edge_started_before_redis_serves_once_redis_answers(
-    start_edge: StartEdge,
+    start_edge: StartEdge, keys: Keys
 ) -> None:
     port = free_port()
     with start_edge(redis_url=f"redis://127.0.0.1:{port}") as edge:
@@ -53,7 +54,10 @@ async def test_an_edge_started_before_redis_serves_once_redis_answers(
             assert resp.status_code == 503
             assert resp.json()["error"]["code"] == "redis_unavailable"
             assert resp.headers["retry-after"] == "1"
-            with EmbeddedRedis(port=port):
+            with EmbeddedRedis(port=port) as server:
+                r = aredis.Redis.from_url(server.url)
+                await lease_producer(r, keys)
+                await r.aclose()
 
                 async def ready() -> bool:
                     return (await c.get("/readyz")).status_code == 200

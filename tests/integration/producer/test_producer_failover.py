@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import redis.asyncio as aredis
 from tests.conftest import BOTH
 from tests.integration.producer.conftest import StartProducer
 from tests.integration.producer.producerkit import (
+    LogEntry,
     acked,
     chat_request,
     chat_request_on,
@@ -194,3 +196,78 @@ async def test_producer_survives_redis_restart_and_late_start(
         await producer_cm.__aexit__(None, None, None)
         await client.aclose()
         server.stop()
+
+
+@BOTH
+async def test_sigkilled_producer_streams_continue_on_a_survivor_at_once_by_its_lease(
+    rc: RedisClient,
+    keys: Keys,
+    start_producer: StartProducer,
+    spawn_child: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    """Regression (issue 10, finding 8): a producer killed mid-stream left its clients silent
+    for ~16 s, until its requests had been idle for the survivors' reclaim time (15 s). The
+    invariant: a producer whose lease lapsed (``producer_lease_s``, 2 s) is taken over at once;
+    here the survivor's idle rule is 60 s away, so only the lease can explain the take-over."""
+    child = spawn_child()
+    probe = chat_request_on(0, max_tokens=1)
+    await publish(rc, keys, probe)
+    await eventually(lambda: finished_log(rc, keys, probe.stream_id), timeout_s=15, interval_s=0.05)
+    req = chat_request_on(0, max_tokens=80, ttft_ms=0, itl_ms=100)  # an 8 s stream
+    await publish(rc, keys, req)
+    await eventually(lambda: _at_least(rc, keys, req.stream_id, 2), timeout_s=5, interval_s=0.02)
+    async with start_producer(reclaim_idle_s=60.0, heartbeat_s=0.5) as b:
+        await eventually(lambda: _at_least(rc, keys, req.stream_id, 5), interval_s=0.02)
+        assert await rc.zscore(keys.producers(), b.consumer) is not None
+        killed_at = time.time()
+        os.kill(child.pid, signal.SIGKILL)  # no cleanup: its lease stays until it lapses
+        child.wait(10)
+        before = await read_log(rc, keys, req.stream_id)
+        # the survivor's first entry: its take-over
+        resumed = await eventually(
+            lambda: _first_after(rc, keys, req.stream_id, len(before)), timeout_s=10
+        )
+        log = await eventually(lambda: finished_log(rc, keys, req.stream_id), timeout_s=15)
+        await eventually(lambda: acked(rc, keys))
+        assert b.failover.taken_over >= 1
+    gap_s = resumed.t_us / 1e6 - killed_at
+    print(f"lease take-over: the stream went on {gap_s:.2f} s after the SIGKILL")
+    assert gap_s < 10
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))  # no gap, no duplicate
+    assert log[: len(before)] == before
+    assert log[-1].kind == "d"
+    assert chat_text(log) == _expected_text(req)
+    meta = StreamMeta.from_hash(await rc.hgetall(keys.meta(req.stream_id)))
+    assert meta.producer == b.consumer
+    # the dead producer's member went with the take-over; the survivor left at its shutdown
+    assert await rc.zrange(keys.producers(), 0, -1) == []
+
+
+async def _first_after(rc: RedisClient, keys: Keys, sid: str, n: int) -> LogEntry | None:
+    log = await read_log(rc, keys, sid)
+    return log[n] if len(log) > n else None
+
+
+async def test_clean_shutdown_hands_requests_it_never_started_to_a_survivor_at_once(
+    rc: RedisClient,
+    keys: Keys,
+    start_producer: StartProducer,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A producer that stops while a request it read waits for a slot leaves that request
+    pending; at its clean shutdown it marks its lease lapsed instead of leaving silently, so a
+    survivor takes the request over at once, not after its idle time (60 s here)."""
+    settings = make_settings(max_streams_per_producer=1, producer_batch=2, request_partitions=1)
+    running = chat_request(max_tokens=100, ttft_ms=0, itl_ms=50)
+    waiting = chat_request(max_tokens=5)
+    async with start_producer(settings, drain_s=0.2) as a:
+        await publish(rc, keys, running, waiting, partitions=1)
+        await eventually(lambda: _at_least(rc, keys, running.stream_id, 2))
+        assert len(a.intake.held[keys.requests(0)]) == 2  # one runs, one waits for the slot
+    assert await rc.zscore(keys.producers(), a.consumer) == 0  # lapsed: take my requests
+    async with start_producer(settings, reclaim_idle_s=60.0) as b:
+        log = await eventually(lambda: finished_log(rc, keys, waiting.stream_id), timeout_s=10)
+        await eventually(lambda: acked(rc, keys, partitions=1))
+        assert b.failover.taken_over == 1
+    assert log[-1].kind == "d"
+    assert await rc.zrange(keys.producers(), 0, -1) == []

@@ -1,4 +1,4 @@
-"""The request intake's keep-alive against a real Redis.
+"""The failover keep-alive (:mod:`fakeai.services.producer.failover`) against a real Redis.
 
 Regression (issue 9): the keep-alive task died on an unexpected Redis error without a log line,
 and the requests it held stayed pending, looking abandoned to every other producer. The
@@ -25,7 +25,7 @@ from fakeai.streams import PRODUCERS_GROUP, Keys
 
 pytestmark = pytest.mark.redis
 
-INTAKE_LOGGER = "fakeai.services.producer.intake"
+FAILOVER_LOGGER = "fakeai.services.producer.failover"
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def test_keepalive_does_not_die_silently_on_an_unexpected_redis_error(
     start_producer: StartProducer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger=INTAKE_LOGGER)
+    caplog.set_level(logging.DEBUG, logger=FAILOVER_LOGGER)
     settings = make_settings(redis_url=no_xautoclaim_url)
     req = chat_request(max_tokens=100, ttft_ms=0, itl_ms=50)  # runs through the whole test
     key = keys.requests_for(req.stream_id, PARTITIONS)
@@ -66,9 +66,11 @@ async def test_keepalive_does_not_die_silently_on_an_unexpected_redis_error(
             assert row["consumer"] == p.consumer.encode()
             assert row["time_since_delivered"] < 800, row
             await asyncio.sleep(0.1)
-        assert p.intake.keepalive_running
+        assert p.failover.running
     failures = [
-        rec for rec in caplog.records if rec.name == INTAKE_LOGGER and rec.levelno >= logging.ERROR
+        rec
+        for rec in caplog.records
+        if rec.name == FAILOVER_LOGGER and rec.levelno >= logging.ERROR
     ]
     assert len(failures) == 1, [rec.getMessage() for rec in failures]  # once per kind
     assert failures[0].exc_info is not None

@@ -206,7 +206,7 @@ async def test_cancel_before_start_is_seen_in_meta(
     assert decode_error(log[0].data).error.code == "cancelled"
 
 
-async def test_bad_request_body_ends_with_generation_error(
+async def test_bad_request_body_ends_with_invalid_request_naming_the_field(
     rc: RedisClient, keys: Keys, start_producer: StartProducer
 ) -> None:
     req = chat_request(n=0)
@@ -215,7 +215,12 @@ async def test_bad_request_body_ends_with_generation_error(
         log = await eventually(lambda: finished_log(rc, keys, req.stream_id))
         await eventually(lambda: acked(rc, keys))
     assert [e.kind for e in log] == ["e"]
-    assert decode_error(log[0].data).error.code == "generation_error"
+    error = decode_error(log[0].data).error
+    assert (error.code, error.type, error.param) == (
+        "invalid_request",
+        "invalid_request_error",
+        "n",
+    )
     assert (await _meta(rc, keys, req.stream_id)).status == "error"
 
 

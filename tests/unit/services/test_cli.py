@@ -11,7 +11,7 @@ import pytest
 from fakeai.config import Settings
 from fakeai.embedded_redis import free_port
 from fakeai.services.cli import build_parser, main, redis_url_for_tools, settings_from_args
-from fakeai.services.supervisor import child_env
+from fakeai.services.supervisor import RestartPolicy, child_env, exit_status
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,3 +109,24 @@ def test_migrate_without_any_redis_says_so(
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert main(["migrate", "--state-dir", str(tmp_path)]) == 1
     assert "no Redis to migrate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("runs_s", "delays_s"),
+    [
+        ([0.1], [0.5]),  # the first restart waits 0.5 s
+        ([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], [0.5, 1, 2, 4, 8, 10, 10]),  # doubling, capped
+        ([0.1, 0.1, 0.1, 30.0], [0.5, 1, 2, 0.5]),  # a run of 30 s resets it
+        ([0.1, 0.1, 29.9], [0.5, 1, 2]),
+        ([45.0, 45.0], [0.5, 0.5]),
+    ],
+)
+def test_restart_policy_backs_off_and_resets(runs_s: list[float], delays_s: list[float]) -> None:
+    policy = RestartPolicy()
+    assert [policy.delay(ran) for ran in runs_s] == delays_s
+
+
+@pytest.mark.parametrize(("code", "text"), [(-9, "signal 9"), (-15, "signal 15"), (1, "status 1"),
+                                            (0, "status 0")])  # fmt: skip
+def test_exit_status_names_the_signal(code: int, text: str) -> None:
+    assert exit_status(code) == text

@@ -11,6 +11,18 @@ with ``Retry-After`` on ``/readyz`` and the API, and connects in the background 
 layout then; a mismatch found then is answered as a 503 ``layout_mismatch`` with the same
 message, until the data is migrated).
 
+Failures always end in an answer: raw Redis errors become 503s with ``Retry-After`` at this
+boundary (:mod:`.unavailable`: ``redis_unavailable``; ``redis_out_of_memory`` when Redis
+refuses a write for lack of memory), anything else a 500 ``internal_error``, all
+OpenAI-shaped. On a single server, a pooled command connection that died (a Redis restart)
+is retried once on a fresh connection (:data:`_RETRY_ONCE`), so a restart costs no 503s once
+Redis is back; a Redis that is really down still answers 503 at once. (A cluster client has its
+own retries, with a slot-map reload.)
+
+Connections: the edge runs uvicorn with its own HTTP protocol (:mod:`.protocol`), which closes
+a connection that sends no complete request head within ``idle_timeout_s`` (slowloris);
+uvicorn's ``timeout_keep_alive`` covers idle keep-alive connections.
+
 Shutdown, in order (the way uvicorn's ``Server.shutdown`` does it):
 
 1. Stop intake: new requests get 503 ``shutting_down``.
@@ -33,16 +45,13 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aredis
 import uvicorn
-from redis.exceptions import (
-    AskError,
-    ClusterError,
-    RedisClusterException,
-    TryAgainError,
-)
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ClusterError, OutOfMemoryError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
@@ -54,15 +63,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakeai.config import Settings
 from fakeai.errors import ApiError, PayloadTooLarge, Unauthorized, error_body
-from fakeai.services.edge import openai_routes, stream_routes
+from fakeai.services.edge import openai_routes, openapi, stream_routes
+from fakeai.services.edge.faults import FaultDice, parse_fault_rates
 from fakeai.services.edge.hub import Hub
+from fakeai.services.edge.limits import Limiter
 from fakeai.services.edge.metrics_routes import routes as metrics_routes
 from fakeai.services.edge.protocol import ARRIVED, StampingHttpToolsProtocol
 from fakeai.services.edge.responses import RunStreamsOutside
 from fakeai.services.edge.state import EdgeState
+from fakeai.services.edge.tenants import SCOPE_KEY, Tenants
+from fakeai.services.edge.unavailable import REDIS_DOWN, on_out_of_memory, on_redis_down
 from fakeai.services.runtime import tune_gc
 from fakeai.streams import Keys
-from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect
+from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect, is_cluster
 from fakeai.streams.log import Link
 from fakeai.timeseries.recorder import SampleRecorder
 
@@ -91,17 +104,13 @@ _UNREACHABLE = (
 )
 """What connecting raises when no Redis answers (``RedisClusterException``: no seed node does;
 ``ClusterError``: CLUSTERDOWN, a cluster still forming or failing over)."""
-_REDIS_DOWN = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterError,
-    RedisClusterException,
-    TryAgainError,
-    AskError,
-)
-"""Raw Redis errors answered as a 503: Redis, a node or a slot unreachable for now (a cluster
-in failover or resharding; redis-py follows MOVED and ASK itself and raises only once it gives
-up)."""
+_RETRY_ONCE = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+"""Single server: a command whose pooled connection turns out dead is sent once more on a
+fresh one (redis-py's own default client retries too; a pool built by hand has none). A
+connection error on a pooled connection nearly always means it died while idle, so the
+command never reached a live server; only if it broke after Redis ran the command is a write
+applied twice (the creation's MULTI is idempotent but for its request entry: the stream's
+request would be queued twice). A timeout is not retried."""
 
 
 class EdgeMiddleware:
@@ -113,10 +122,10 @@ class EdgeMiddleware:
     ``/healthz``, ``/readyz`` and ``/metrics`` stay open for probes and scrapers.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, tenants: Tenants) -> None:
         self.app = app
         self.limit = settings.max_body_bytes
-        self.bearer = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+        self.tenants = tenants
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,14 +133,13 @@ class EdgeMiddleware:
             return
         scope.setdefault("state", {}).setdefault(ARRIVED, time.time())
         headers = dict(scope["headers"])
-        if (
-            self.bearer is not None
-            and scope["path"].startswith("/v1/")
-            and headers.get(b"authorization") != self.bearer
-        ):
-            err = Unauthorized("invalid or missing API key (Authorization: Bearer <key>)")
-            await _error_response(err)(scope, receive, send)
-            return
+        if scope["path"].startswith("/v1/"):
+            tenant = self.tenants.authenticate(headers.get(b"authorization"))
+            if tenant is None:
+                err = Unauthorized("invalid or missing API key (Authorization: Bearer <key>)")
+                await _error_response(err)(scope, receive, send)
+                return
+            scope[SCOPE_KEY] = tenant
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             await _error_response(self._too_large())(scope, receive, send)
@@ -171,20 +179,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _redis_down(request: Request, exc: Exception) -> Response:
-    # The boundary where raw Redis errors become the API's 503 (see fakeai.errors).
-    logger.warning("Redis unavailable: %s", exc)
-    return JSONResponse(
-        error_body("Redis is unavailable; retry later", "server_error", code="redis_unavailable"),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
 async def _server_error(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises the exception after this response and uvicorn then closes the
+    # connection: say so, or a keep-alive client sends its next request into a closed socket.
     return JSONResponse(
         error_body("internal server error", "server_error", code="internal_error"),
         status_code=500,
+        headers={"Connection": "close"},
     )
 
 
@@ -203,10 +204,19 @@ def create_app(settings: Settings) -> Starlette:
     if settings.redis_url is None:
         raise ValueError("the edge needs a Redis: set FAKEAI_REDIS_URL (or --redis-url)")
 
+    tenants = Tenants.from_settings(settings)  # a TenantConfigError names the line
+    dice = FaultDice(parse_fault_rates(settings.faults, max_stall_s=settings.max_timing_ms / 1000))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         keys = Keys(settings.key_prefix)
-        state = EdgeState(settings=settings, keys=keys)
+        state = EdgeState(
+            settings=settings,
+            keys=keys,
+            tenants=tenants,
+            limiter=Limiter.from_settings(keys, settings),
+            dice=dice,
+        )
         app.state.edge = state
         app.state.settings, app.state.keys, app.state.redis = settings, keys, None
         backend = _Backend(app, state)
@@ -224,12 +234,13 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("edge stopped")
 
     return _EdgeApp(
-        routes=[*openai_routes.routes, *stream_routes.routes, *metrics_routes],
-        middleware=[Middleware(EdgeMiddleware, settings=settings)],
+        routes=[*openai_routes.routes, *stream_routes.routes, *metrics_routes, *openapi.routes],
+        middleware=[Middleware(EdgeMiddleware, settings=settings, tenants=tenants)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
-            **dict.fromkeys(_REDIS_DOWN, _redis_down),
+            OutOfMemoryError: on_out_of_memory,
+            **dict.fromkeys(REDIS_DOWN, on_redis_down),
             Exception: _server_error,
         },
         lifespan=lifespan,
@@ -251,12 +262,18 @@ class _Backend:
     async def _connect(self) -> RedisClient:
         """A command client (cluster or not, detected unless set), the layout checked."""
         settings = self._state.settings
-        assert settings.redis_url is not None
+        url = settings.redis_url
+        assert url is not None
+        cluster = settings.redis_cluster
+        if cluster is None:
+            cluster = await is_cluster(url)
+        extra: dict[str, Any] = {} if cluster else {"retry": _RETRY_ONCE}
         redis = await connect(
-            settings.redis_url,
-            cluster=settings.redis_cluster,
+            url,
+            cluster=cluster,
             max_connections=POOL_CONNECTIONS,
             blocking_pool=True,
+            **extra,
         )
         try:
             await check_layout(redis, self._state.keys)
@@ -352,7 +369,7 @@ def make_server(settings: Settings) -> uvicorn.Server:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http=StampingHttpToolsProtocol,
+        http=StampingHttpToolsProtocol.with_head_timeout(settings.idle_timeout_s),
         access_log=False,
         log_config=None,
         log_level=settings.log_level.lower(),

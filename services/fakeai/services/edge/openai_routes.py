@@ -1,44 +1,78 @@
 """OpenAI endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``.
 
-A request becomes a stream in one Redis round trip (one pipeline): the meta hash (status
-``queued``), its safety EXPIRE, the ``active`` index, and the :class:`GenerationRequest` on the
-stream's request partition (``Keys.requests_for``) for the producers. The pipeline is not a
-transaction: its keys sit in up to three slots (the stream's bucket, the index, the partition),
-and a Redis Cluster refuses a MULTI across slots; ``RedisCluster`` sends it as one pipeline per
-node, the nodes concurrently. The edge subscribes to the stream's log on the hub *before*
-publishing, starting at ``<created_ms>-0``: the log is the rendezvous, so no chunk can be missed
-and no catch-up read is needed.
+A request is bounded before anything is written (:func:`.schemas.check_caps`: ``n``, token
+counts, tools; :func:`.schemas.check_depth`: JSON nesting; the timing headers by
+``max_timing_ms``): beyond a cap it is a 400 that names the setting.
+
+A request becomes a stream in one Redis round trip: the meta hash (status ``queued``), its
+safety EXPIRE, the ``active`` index, and the :class:`GenerationRequest` on the stream's request
+partition (``Keys.requests_for``) for the producers. Nothing is left half-written when Redis
+refuses a write (``maxmemory`` reached: OOM) or fails:
+
+- single server: the four commands are one MULTI/EXEC. Redis refuses the whole transaction
+  when it is out of memory (EXECABORT; https://redis.io/docs/latest/develop/interact/
+  transactions/#errors-inside-a-transaction), so either all of it lands or none;
+- Redis Cluster: a MULTI may not span slots (the stream's bucket, the index, the partition), so
+  the record (meta hash + index, one non-transactional pipeline, the nodes concurrently) is
+  written first and the request is published only once the record has landed; on any failure
+  the record is removed again (DEL and ZREM are allowed on a node out of memory), so there is
+  never an index entry without a request, nor a request a producer could take for a stream
+  the client was told failed. That costs a second round trip on a cluster.
+
+The edge subscribes to the stream's log on the hub *before* publishing, starting at
+``<created_ms>-0``: the log is the rendezvous, so no chunk can be missed and no catch-up read is
+needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
+import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from fakeai.errors import BadRequest, NotFound, ServiceUnavailable
+from fakeai.errors import BadRequest, NotFound, ServiceUnavailable, error_body
 from fakeai.latency_profiles import get_latency_manager
+from fakeai.limits import refusal
+from fakeai.services.edge.faults import (
+    HEADER as FAULT,
+)
+from fakeai.services.edge.faults import (
+    StatusFault,
+    choose_fault,
+    inject,
+    status_error,
+)
 from fakeai.services.edge.formats import Formatter
 from fakeai.services.edge.interrupted import StreamInterrupted
-from fakeai.services.edge.reader import read_live
+from fakeai.services.edge.limits import ALLOW
+from fakeai.services.edge.reader import live_until, read_live
 from fakeai.services.edge.responses import stream_response
 from fakeai.services.edge.schemas import (
+    MAX_DEPTH,
     ChatCompletionRequest,
     CompletionRequest,
     OpenAIRequest,
+    check_caps,
+    check_depth,
+    too_deep,
     validate,
 )
 from fakeai.services.edge.state import EdgeState, edge_state
+from fakeai.services.edge.tenants import OWNER_FIELD, tenant_of
+from fakeai.services.edge.unavailable import redis_unavailable
 from fakeai.streams import new_stream_id
 from fakeai.streams.log import Entry, Kind
 from fakeai.streams.meta import F
@@ -46,7 +80,9 @@ from fakeai.timeseries.names import CLIENT_DISCONNECTS
 from fakeai.wire import GenerationRequest, encode
 from fakeai.wire.messages import Endpoint
 
-__all__ = ["routes"]
+__all__ = ["disconnect_after", "routes"]
+
+logger = logging.getLogger(__name__)
 
 _REQUESTS_KEEP_MS = 2 * 3600 * 1000
 _META_SAFETY_S = 3600
@@ -64,7 +100,9 @@ _ERROR_STATUS = {
 _STARTED = int(time.time())
 
 
-def _header_float(request: Request, name: str) -> float | None:
+def _header_ms(request: Request, name: str, maximum: float) -> float | None:
+    """A timing header: milliseconds from 0 to ``maximum`` (the setting ``max_timing_ms``);
+    negative, NaN, infinite or larger values are a 400."""
     raw = request.headers.get(name)
     if raw is None or raw == "":
         return None
@@ -74,6 +112,12 @@ def _header_float(request: Request, name: str) -> float | None:
         value = math.nan
     if not math.isfinite(value) or value < 0:
         raise BadRequest(f"{name}: expected milliseconds >= 0; got {raw!r}", param=name)
+    if value > maximum:
+        raise BadRequest(
+            f"{name}: {raw} ms is above this server's limit of {maximum:g} ms "
+            "(setting max_timing_ms, FAKEAI_MAX_TIMING_MS)",
+            param=name,
+        )
     return value
 
 
@@ -102,9 +146,11 @@ def _check_model(model: str) -> None:
         raise NotFound(str(e), param="model", code="model_not_found") from None
 
 
-async def _publish(state: EdgeState, gen: GenerationRequest, kind: Endpoint) -> None:
+def _record(
+    pipe: Any, state: EdgeState, gen: GenerationRequest, kind: Endpoint, owner: str | None
+) -> None:
+    """The stream's record: its meta hash (and its safety EXPIRE) and its index entry."""
     keys, sid = state.keys, gen.stream_id
-    pipe = state.redis.pipeline(transaction=False)  # not MULTI: its keys span slots
     pipe.hset(
         keys.meta(sid),
         mapping={
@@ -114,41 +160,102 @@ async def _publish(state: EdgeState, gen: GenerationRequest, kind: Endpoint) -> 
             F.CREATED_MS: gen.created_ms,
             F.ACCEPTED_AT: repr(gen.accepted_at),
             F.STREAM: int(gen.stream),
+            **({OWNER_FIELD: owner} if owner else {}),
         },
     )
     if state.settings.retention_s:
         pipe.expire(keys.meta(sid), state.settings.retention_s + _META_SAFETY_S)
     pipe.zadd(keys.active(), {sid: gen.created_ms})
+
+
+def _request(pipe: Any, state: EdgeState, gen: GenerationRequest) -> None:
+    """The generation request, on the stream's partition of the requests stream."""
     # The requests stream is a work queue, not a record: entries older than any stream can
     # run (the producer ends a stream at 1 h) are trimmed, so it stays bounded.
     pipe.xadd(
-        keys.requests_for(sid, state.settings.request_partitions),
+        state.keys.requests_for(gen.stream_id, state.settings.request_partitions),
         {"r": encode(gen)},
         minid=gen.created_ms - _REQUESTS_KEEP_MS,
         approximate=True,
     )
+
+
+async def _publish(
+    state: EdgeState, gen: GenerationRequest, kind: Endpoint, owner: str | None = None
+) -> None:
+    """Write the stream's record and publish its request: all of it or nothing (module
+    docstring). Raises what Redis raised (``OutOfMemoryError``: the app answers 503)."""
+    redis = state.redis
     try:
-        await pipe.execute()
+        if not isinstance(redis, aredis.RedisCluster):
+            tx = redis.pipeline(transaction=True)
+            _record(tx, state, gen, kind, owner)
+            _request(tx, state, gen)
+            await tx.execute()
+            return
+        pipe = redis.pipeline(transaction=False)  # not MULTI: its keys span slots
+        _record(pipe, state, gen, kind, owner)
+        try:
+            for result in await pipe.execute(raise_on_error=False):
+                if isinstance(result, Exception):
+                    raise result
+            publish = redis.pipeline(transaction=False)
+            _request(publish, state, gen)
+            await publish.execute()
+        except BaseException:
+            await _unrecord(state, gen.stream_id)
+            raise
     except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-        raise ServiceUnavailable(
-            "Redis is unavailable; retry later", code="redis_unavailable", retry_after_s=1
-        ) from e
+        raise redis_unavailable() from e
+
+
+async def _unrecord(state: EdgeState, sid: str) -> None:
+    """Remove a stream's record whose request was not published (best effort: DEL and ZREM
+    free memory, so Redis accepts them even when it is out of memory)."""
+    pipe = state.redis.pipeline(transaction=False)
+    pipe.delete(state.keys.meta(sid))
+    pipe.zrem(state.keys.active(), sid)
+    try:
+        await pipe.execute(raise_on_error=False)
+    except (RedisError, RedisClusterException, OSError) as e:
+        logger.warning("stream %s: could not remove its record after a failed publish: %s", sid, e)
+
+
+def _decode(raw: bytes) -> Any:
+    """The body as JSON, nested at most :data:`MAX_DEPTH` levels; a 400 otherwise."""
+    try:
+        body: Any = msgspec.json.decode(raw)
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:  # msgspec's own guard, near a thousand levels
+        raise too_deep() from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # else it cannot nest that deep
+        check_depth(body)
+    return body
 
 
 async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIRequest]) -> Response:
     state = edge_state(request)
     state.check_open()
-    raw = await request.body()
-    try:
-        body: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}", code="invalid_json") from None
-    req = validate(model_cls, body)
+    settings = state.settings
+    req = validate(model_cls, _decode(await request.body()))
+    check_caps(req, settings)
     _check_model(req.model)
-    ttft_ms = _header_float(request, "X-FakeAI-TTFT-Ms")
-    itl_ms = _header_float(request, "X-FakeAI-ITL-Ms")
+    ttft_ms = _header_ms(request, "X-FakeAI-TTFT-Ms", settings.max_timing_ms)
+    itl_ms = _header_ms(request, "X-FakeAI-ITL-Ms", settings.max_timing_ms)
     seed = _header_int(request, "X-FakeAI-Seed", minimum=-(2**63))
     cut = disconnect_after(request)
+    tenant = tenant_of(request.scope)
+    limiter = state.limiter
+    fault = choose_fault(
+        request.headers.get(FAULT),
+        state.dice,
+        streaming=req.stream,
+        max_stall_s=settings.max_timing_ms / 1000,
+    )
+    if isinstance(fault, StatusFault):
+        own = await limiter.headers(state.redis, tenant.name) if limiter else None
+        raise status_error(fault, own)
 
     arrived: float = request.scope.get("state", {}).get("arrived") or time.time()
     created_ms = int(time.time() * 1000)
@@ -164,11 +271,17 @@ async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIReques
         ttft_ms=ttft_ms,
         itl_ms=itl_ms,
         seed=seed if seed is not None else req.seed,
-        retention_s=state.settings.retention_s,
+        retention_s=settings.retention_s,
     )
+    # The producer holds every request to the same caps (fakeai.limits); checked here too, so
+    # a request it would refuse gets a 400 before any byte, not an error event after a 200.
+    if (why := refusal(gen, settings)) is not None:
+        raise BadRequest(why.message, param=why.param, code="invalid_value")
+    admission = await limiter.admit(state.redis, tenant.name, sid) if limiter else ALLOW
+    admission.raise_if_refused()
     start = f"{created_ms}-0"
     key = state.keys.chunks(sid)
-    sub = state.hub.subscribe(key, start, state.settings.client_buffer)
+    sub = state.hub.subscribe(key, start, settings.client_buffer)
     entries = read_live(
         state.redis,
         state.hub,
@@ -176,24 +289,31 @@ async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIReques
         key=key,
         created_ms=created_ms,
         after_seq=0,
-        heartbeat_s=state.settings.heartbeat_s if req.stream else None,
+        heartbeat_s=settings.heartbeat_s if req.stream else None,
+        ends_at=live_until(created_ms, settings.max_stream_s),
     )
     try:
-        await _publish(state, gen, kind)
+        await _publish(state, gen, kind, tenant.owner)
     except BaseException:
         state.hub.unsubscribe(sub)
+        if limiter:
+            await limiter.release(state.redis, tenant.name, sid)
         raise
+    response: Response
     if req.stream:
-        return stream_response(
+        response = stream_response(
             state,
-            entries,
-            Formatter("sse", state.settings.retry_ms),
+            inject(entries, fault, closing=state.closing),
+            Formatter("sse", settings.retry_ms),
             stream_id=sid,
             model=req.model,
             disconnect_after=cut,
             arrived=arrived,
         )
-    return await _whole_response(request, state, entries, sid, req.model)
+    else:
+        response = await _whole_response(request, state, entries, sid, req.model)
+    response.headers.update(admission.headers)
+    return response
 
 
 async def _whole_response(
@@ -244,6 +364,9 @@ async def _first_response(entries: AsyncGenerator[list[Entry], None], sid: str) 
                 if e.kind == Kind.DONE:
                     break
     except StreamInterrupted as e:
+        if e.code == "timeout":  # the stream outlived max_stream_s without an end
+            body = error_body(e.message, "server_error", code=e.code)
+            return JSONResponse(body, status_code=504, headers=headers)
         raise ServiceUnavailable(e.message, code=e.code, retry_after_s=1) from None
     finally:
         await entries.aclose()

@@ -1,10 +1,17 @@
-"""OpenAI request bodies, validated at the HTTP boundary (pydantic).
+"""OpenAI request bodies, validated at the HTTP boundary (pydantic), and the edge's hard caps.
 
 Fields follow the OpenAI API reference (https://platform.openai.com/docs/api-reference/chat/create,
 .../completions/create) plus the vLLM extensions benchmarks send (``min_tokens``,
 ``ignore_eos``, ``stream_options.continuous_usage_stats``). Unknown fields are kept and passed
 on (OpenAI adds fields often; a fake server must not reject them). Types are strict: ``"5"``
 is not an integer, so a client bug surfaces as a 400 naming the field.
+
+Every request is bounded before it reaches a producer (:func:`check_caps`): ``n`` by the
+setting ``max_choices``, ``max_tokens`` / ``max_completion_tokens`` / ``min_tokens`` by
+``max_output_tokens``; a value beyond its cap is a 400 that names the setting. JSON nesting is
+bounded by :data:`MAX_DEPTH` (:func:`check_depth`): deeper bodies would overflow the decoders and
+serializers down the line (msgspec and pydantic refuse a few hundred levels with a
+``RecursionError`` / ``ValueError``, which used to surface as a 500).
 """
 
 from __future__ import annotations
@@ -13,13 +20,27 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fakeai.config import Settings
 from fakeai.errors import BadRequest
 
-__all__ = ["ChatCompletionRequest", "CompletionRequest", "OpenAIRequest", "validate"]
+__all__ = [
+    "MAX_DEPTH",
+    "ChatCompletionRequest",
+    "CompletionRequest",
+    "OpenAIRequest",
+    "check_caps",
+    "check_depth",
+    "validate",
+]
 
 M = TypeVar("M", bound="OpenAIRequest")
 
+MAX_DEPTH = 64
+"""Deepest JSON nesting accepted in a request body (objects and arrays); deeper is a 400."""
+
 _Stop = str | Annotated[list[str], Field(max_length=4)] | None
+_FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+"""OpenAI's rule for a function name (chat/create, ``tools[].function.name``)."""
 
 
 class _Model(BaseModel):
@@ -37,14 +58,28 @@ class ChatMessage(_Model):
     name: str | None = None
 
 
+class FunctionDefinition(_Model):
+    name: str = Field(pattern=_FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Model):
+    """A tool; ``function`` is required when ``type`` is ``"function"`` (:func:`check_caps`)."""
+
+    type: str = Field(min_length=1)
+    function: FunctionDefinition | None = None
+
+
 class OpenAIRequest(_Model):
     """Fields common to chat and completions."""
 
     model: str = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=128)
-    max_tokens: int | None = Field(None, ge=0)
+    n: int = Field(1, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
     min_tokens: int | None = Field(None, ge=0)
     ignore_eos: bool | None = None
     stop: _Stop = None
@@ -58,8 +93,8 @@ class OpenAIRequest(_Model):
 
 class ChatCompletionRequest(OpenAIRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=0)
-    tools: list[dict[str, Any]] | None = None
+    max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
@@ -73,6 +108,101 @@ class CompletionRequest(OpenAIRequest):
     logprobs: int | None = Field(None, ge=0, le=5)
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1, le=20)
+
+
+def check_depth(body: Any, limit: int = MAX_DEPTH) -> None:
+    """A 400 when ``body`` nests objects and arrays deeper than ``limit`` levels.
+
+    Iterative (an explicit stack), so the check itself cannot overflow.
+    """
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise too_deep(limit)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def too_deep(limit: int = MAX_DEPTH) -> BadRequest:
+    return BadRequest(
+        f"the request body nests JSON objects and arrays deeper than {limit} levels",
+        code="invalid_json",
+    )
+
+
+def _cap(value: int | None, param: str, limit: int, setting: str) -> None:
+    if value is not None and value > limit:
+        raise BadRequest(
+            f"{param}: {value} is above this server's limit of {limit} "
+            f"(setting {setting}, FAKEAI_{setting.upper()})",
+            param=param,
+            code="invalid_value",
+        )
+
+
+def check_caps(req: OpenAIRequest, settings: Settings) -> None:
+    """The hard caps of the module docstring, and the tool rules pydantic cannot say.
+
+    Raises:
+        BadRequest: the first field beyond its cap (the message names the setting), a
+            ``min_tokens`` above the token cap, a function tool without ``function``, or a
+            ``tool_choice`` that names no tool.
+    """
+    _cap(req.n, "n", settings.max_choices, "max_choices")
+    cap = settings.max_output_tokens
+    _cap(req.max_tokens, "max_tokens", cap, "max_output_tokens")
+    _cap(req.min_tokens, "min_tokens", cap, "max_output_tokens")
+    limit = req.max_tokens
+    if isinstance(req, ChatCompletionRequest):
+        _cap(req.max_completion_tokens, "max_completion_tokens", cap, "max_output_tokens")
+        if req.max_completion_tokens is not None:
+            limit = req.max_completion_tokens
+        _check_tools(req)
+    if req.min_tokens is not None and limit is not None and req.min_tokens > limit:
+        raise BadRequest(
+            f"min_tokens: {req.min_tokens} is above the token limit of the request ({limit})",
+            param="min_tokens",
+            code="invalid_value",
+        )
+
+
+def _check_tools(req: ChatCompletionRequest) -> None:
+    names: list[str] = []
+    for i, tool in enumerate(req.tools or ()):
+        if tool.type == "function":
+            if tool.function is None:
+                raise BadRequest(
+                    f"tools.{i}.function: missing required field (a tool of type "
+                    "'function' needs its definition)",
+                    param=f"tools.{i}.function",
+                )
+            names.append(tool.function.name)
+    choice = req.tool_choice
+    if isinstance(choice, str) and choice not in ("none", "auto", "required"):
+        raise BadRequest(
+            f"tool_choice: expected 'none', 'auto', 'required' or a function object; "
+            f"got {choice!r}",
+            param="tool_choice",
+        )
+    if choice == "required" and not names:
+        raise BadRequest(
+            "tool_choice: 'required' needs at least one function tool", param="tool_choice"
+        )
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or name not in names:
+            raise BadRequest(
+                f"tool_choice: names function {name!r}, which is not among the tools "
+                f"({', '.join(map(repr, names)) or 'none'})",
+                param="tool_choice.function.name",
+            )
 
 
 def validate(model: type[M], body: Any) -> M:

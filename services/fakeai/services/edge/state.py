@@ -14,8 +14,11 @@ from starlette.requests import Request
 
 from fakeai.config import Settings
 from fakeai.errors import ServiceUnavailable
+from fakeai.services.edge.faults import FaultDice
 from fakeai.services.edge.hub import Hub
 from fakeai.services.edge.interrupted import RESUME_HINT
+from fakeai.services.edge.limits import Limiter
+from fakeai.services.edge.tenants import Tenants
 from fakeai.streams import Keys
 from fakeai.streams.client import RedisClient
 from fakeai.timeseries.recorder import SampleRecorder
@@ -29,6 +32,9 @@ _UNAVAILABLE = ("redis_unavailable", "Redis is unavailable; retry later")
 class EdgeState:
     settings: Settings
     keys: Keys
+    tenants: Tenants = field(default_factory=Tenants)
+    limiter: Limiter | None = None
+    dice: FaultDice | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: intake stops and open responses end (resumably)."""
     responses: int = 0

@@ -25,13 +25,14 @@ Contract:
   with one state look-up.
 - A malformed entry is logged, counted (``invalid_events`` of model ``unknown``) and acked: it
   never blocks the group.
-- A Redis restart or failover never ends the consumer: it logs the failure once, retries with
-  backoff (opening its readers again, refreshing the cluster's slot map), creates the group
-  again when it vanished (NOGROUP: a Redis restarted without its data), and logs when Redis is
-  back. It also forgets which streams it committed: a failover can lose acknowledged writes, so
-  entries that come back are counted again unless their markers survived
-  (:meth:`StreamTracker.forget_finished`). Only a key-layout mismatch
-  (:class:`fakeai.streams.client.LayoutMismatch`) or a bug ends it.
+- A Redis restart or failover, or a Redis out of memory (``maxmemory`` reached with
+  ``noeviction``: "OOM command not allowed", :data:`WAITED_OUT`), never ends the consumer: it
+  logs the failure once, naming the cause, retries with backoff (opening its readers again,
+  refreshing the cluster's slot map), creates the group again when it vanished (NOGROUP: a
+  Redis restarted without its data), and logs when Redis works again. It also forgets which
+  streams it committed: a failover can lose acknowledged writes, so entries that come back are
+  counted again unless their markers survived (:meth:`StreamTracker.forget_finished`). Only a
+  key-layout mismatch (:class:`fakeai.streams.client.LayoutMismatch`) or a bug ends it.
 
 Shutdown (:meth:`MetricsConsumer.run`, once ``stop`` is set):
 1. stop reading: each reader's blocked XREADGROUP is ended with CLIENT UNBLOCK (at worst it
@@ -53,7 +54,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from fakeai.config import Settings
 from fakeai.services.backoff import RETRYABLE, Backoff, is_nogroup
@@ -67,11 +68,18 @@ from fakeai.streams.log import PAGE, Link, Reader, ensure_group, iter_entries, p
 from fakeai.streams.log import pack_command as pack
 from fakeai.timeseries.native import NativeSeries
 
-__all__ = ["READ_COUNT", "MetricsConsumer", "main", "run"]
+__all__ = ["READ_COUNT", "WAITED_OUT", "MetricsConsumer", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
 READ_COUNT = 2000
+
+WAITED_OUT: tuple[type[BaseException], ...] = (*RETRYABLE, OutOfMemoryError)
+"""Failures the consumer retries with backoff until they pass: Redis (or a node) away, and a
+Redis that refuses writes because it is out of memory (the OOM reply to a write once
+``maxmemory`` is reached under the ``noeviction`` policy, https://redis.io/docs/latest/develop/
+reference/eviction/); its reads and acks still work, only the commits wait. Issue 10: the
+consumer used to exit on the OOM reply."""
 
 
 def _s(v: Any) -> str:
@@ -240,7 +248,7 @@ class MetricsConsumer:
             try:
                 await self._flush_once(batch)
                 break
-            except RETRYABLE as e:
+            except WAITED_OUT as e:
                 if self._stop.is_set():
                     raise
                 await self._failed(backoff, "commit", e)
@@ -297,9 +305,10 @@ class MetricsConsumer:
         """Log the first failure of an outage, forget the routing and the finished streams,
         wait before the next try."""
         if not backoff.failures:
+            until = "has memory again" if isinstance(e, OutOfMemoryError) else "answers"
             logger.warning(
-                "metrics consumer %s: %s failed (%s: %s); retrying with backoff until Redis "
-                "answers", self.name, what, type(e).__name__, e,
+                "metrics consumer %s: %s failed (%s: %s); retrying with backoff until Redis %s",
+                self.name, what, type(e).__name__, e, until,
             )  # fmt: skip
         await self.committer.reset()
         self.tracker.forget_finished()  # what was committed may be lost: markers decide
@@ -315,10 +324,11 @@ class MetricsConsumer:
     async def _read_loop(self, i: int) -> None:
         stop, backoff = self._stop, Backoff()
         keys = [_s(k) for k in self.read_sets[i]]
+        group_gone = False  # said so once; until a read works again
         while not stop.is_set():
             try:
                 handled = await self._read(i)
-            except RETRYABLE as e:
+            except WAITED_OUT as e:
                 if stop.is_set():
                     break
                 await self._failed(backoff, f"reading {keys}", e)
@@ -326,13 +336,19 @@ class MetricsConsumer:
             except ResponseError as e:
                 if not is_nogroup(e):
                     raise
-                logger.warning(
-                    "metrics consumer %s: group %r is gone from %s (Redis restarted without its "
-                    "data?); creating it again", self.name, METRICS_GROUP, keys,
-                )  # fmt: skip
-                with contextlib.suppress(*RETRYABLE):
+                if not group_gone:
+                    group_gone = True
+                    logger.warning(
+                        "metrics consumer %s: group %r is gone from %s (Redis restarted without "
+                        "its data?); creating it again", self.name, METRICS_GROUP, keys,
+                    )  # fmt: skip
+                try:
                     await ensure_group(self.redis, keys, METRICS_GROUP, "0")
+                except WAITED_OUT as failed:  # XGROUP CREATE is refused when out of memory
+                    if not stop.is_set():
+                        await self._failed(backoff, f"creating the group on {keys}", failed)
                 continue
+            group_gone = False
             if backoff.failures:
                 self._recovered(backoff, f"reading {keys}")
             if 0 < handled < self.read_count and self.linger_s > 0:
@@ -347,7 +363,7 @@ class MetricsConsumer:
         while not stop.is_set():
             try:
                 await self.reclaim()
-            except RETRYABLE as e:
+            except WAITED_OUT as e:
                 if not stop.is_set():
                     await self._failed(backoff, "reclaiming", e)
                 continue
@@ -373,10 +389,12 @@ class MetricsConsumer:
                 try:
                     await self.start()
                     break
-                except RETRYABLE as e:
+                except WAITED_OUT as e:
                     await self._failed(backoff, "start", e)
             if stop.is_set():
                 return
+            if backoff.failures:
+                self._recovered(backoff, "start")
             tasks = [asyncio.create_task(self._read_loop(i)) for i in range(len(self.read_sets))]
             tasks.append(asyncio.create_task(self._reclaim_loop()))
             unblock = asyncio.create_task(self._unblock_readers())

@@ -28,19 +28,9 @@ waited 5 to 15 s for a producer (measured with ``tests/e2e/test_e2e_scale_out.py
 stops for good on NOGROUP (ag2ai/faststream#2611). The loop it replaces is the one the metrics
 consumer, the edge hub and the cancel listener already run.
 
-Failover (every ``heartbeat_s``, partition by partition; held ids are tracked per partition,
-since two partitions can hand out the same entry id):
-
-- ``XCLAIM <ids> JUSTID`` with min idle 0 of every request held here resets their idle time,
-  so no live producer's request looks abandoned (JUSTID does not bump the delivery count,
-  https://redis.io/docs/latest/commands/xclaim/);
-- ``XAUTOCLAIM`` with min idle ``reclaim_idle_s`` takes over requests idle for longer, i.e.
-  held by a producer that stopped refreshing them (dead), up to this producer's free slots;
-  ids the reply lists as deleted (trimmed away) are acked.
-
-A partition that is unreachable does not stop the keep-alive of the others. Any unexpected
-error is logged with its traceback once per kind (issue 9: the keep-alive used to die on one,
-silently, and its requests stayed pending), and the keep-alive goes on.
+Failover (taking over the requests of dead producers, keeping this producer's own requests
+from looking abandoned) is :mod:`.failover`'s; it delivers what it takes over through
+:meth:`RequestIntake.deliver`, with Redis's delivery count of each request.
 """
 
 from __future__ import annotations
@@ -74,6 +64,9 @@ class Delivered:
     """The partition it was read from (where it is acknowledged)."""
     msg_id: bytes
     fields: dict[bytes, bytes]
+    deliveries: int = 1
+    """How many times Redis has handed it out, this time included (its PEL delivery count;
+    1 for a first read with ``>``)."""
 
 
 Submit = Callable[[list[Delivered]], Awaitable[None]]
@@ -95,16 +88,8 @@ class RequestIntake:
         consumer: str,
         batch: int,
         submit: Submit,
-        free_slots: Callable[[], int],
-        heartbeat_s: float = 3.0,
-        reclaim_idle_s: float = 15.0,
         polling_ms: int = 500,
     ) -> None:
-        if not 0 < heartbeat_s < reclaim_idle_s:
-            raise ValueError(
-                f"need 0 < heartbeat_s < reclaim_idle_s; got heartbeat_s={heartbeat_s}, "
-                f"reclaim_idle_s={reclaim_idle_s}"
-            )
         if not partitions:
             raise ValueError("need at least one requests partition")
         if batch < 1 or polling_ms < 1:
@@ -114,13 +99,8 @@ class RequestIntake:
         self.partitions = list(partitions)
         self.consumer = consumer
         self._submit = submit
-        self._free_slots = free_slots
-        self._heartbeat_s = heartbeat_s
-        self._reclaim_idle_ms = int(reclaim_idle_s * 1000)
         self.held: dict[str, set[bytes]] = {key: set() for key in self.partitions}
         self._accepting = False
-        self._closing = False
-        self._keepalive_task: asyncio.Task[None] | None = None
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._logged_failures: set[tuple[str, str]] = set()
         # https://redis.io/docs/latest/commands/xreadgroup/ ; ">" = entries never delivered.
@@ -138,10 +118,8 @@ class RequestIntake:
                     logger.warning("intake: Redis unavailable at start (%s); retrying", e)
                 await backoff.sleep()
         self._accepting = True
-        loop = asyncio.get_running_loop()
         for key in self.partitions:
             self._start_reader(key)
-        self._keepalive_task = loop.create_task(self._keepalive(), name="producer-keepalive")
         logger.info(
             "intake: consumer %s reading %d request partitions",
             self.consumer,
@@ -188,16 +166,15 @@ class RequestIntake:
                     backoff.reset()
                 entries = _entries(key, reply)
                 if entries:
-                    await self._deliver(entries)
+                    await self.deliver(entries)
         finally:
             if reader is not None:
                 await reader.close()
 
     @property
-    def keepalive_running(self) -> bool:
-        """The keep-alive task runs (for health checks and tests)."""
-        task = self._keepalive_task
-        return task is not None and not task.done()
+    def accepting(self) -> bool:
+        """Requests are being read (and may be taken over): between start and stop."""
+        return self._accepting
 
     async def stop_intake(self) -> None:
         """Stop reading and reclaiming new requests (held ones stay refreshed).
@@ -213,13 +190,9 @@ class RequestIntake:
         await asyncio.gather(*readers, return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop everything, including the keep-alive of held requests."""
-        self._closing = True
+        """Stop reading (if not yet)."""
         if self._accepting:
             await self.stop_intake()
-        if self._keepalive_task is not None:
-            self._keepalive_task.cancel()
-            await asyncio.gather(self._keepalive_task, return_exceptions=True)
 
     def release(self, key: str, msg_id: bytes) -> None:
         """The request was acknowledged: stop refreshing it."""
@@ -227,9 +200,11 @@ class RequestIntake:
         if held is not None:
             held.discard(msg_id)
 
-    async def _deliver(self, entries: list[Delivered]) -> None:
+    async def deliver(self, entries: list[Delivered]) -> None:
+        """Hand ``entries`` to ``submit``, but those held here already (and nothing once
+        stopping: left pending, another producer takes them over)."""
         if not self._accepting:
-            return  # read while stopping: left pending, another producer takes them over
+            return
         fresh = []
         for entry in entries:
             held = self.held.setdefault(entry.key, set())
@@ -239,106 +214,7 @@ class RequestIntake:
         if fresh:
             await self._submit(fresh)
 
-    # -- keep-alive --------------------------------------------------------------------------
-
-    async def _keepalive(self) -> None:
-        backoff = Backoff()
-        steps = (self._refresh, self._reclaim, self._ensure_reader)
-        while not self._closing:
-            unavailable: BaseException | None = None
-            for key in self.partitions:
-                for step in steps:
-                    raise_if_cancelling()
-                    try:
-                        await step(key)
-                    except RETRYABLE as e:
-                        unavailable = e  # other partitions may sit on other nodes: go on
-                        break
-                    except Exception as e:
-                        if not await self._recover(key, e):
-                            break
-            if unavailable is not None:
-                if backoff.failures == 0:
-                    logger.warning(
-                        "intake keep-alive: Redis unavailable (%s); retrying", unavailable
-                    )
-                await backoff.sleep()
-                continue
-            if backoff.failures:
-                logger.info("intake keep-alive: Redis is back after %d retries", backoff.failures)
-            backoff.reset()
-            raise_if_cancelling()
-            await asyncio.sleep(self._heartbeat_s)
-
-    async def _recover(self, key: str, e: Exception) -> bool:
-        """After a step on ``key`` failed with ``e``: recreate a missing group (NOGROUP, True:
-        go on with the partition's next step), else log ``e`` (False: skip this partition until
-        the next turn)."""
-        if isinstance(e, ResponseError) and "NOGROUP" in str(e):
-            logger.warning("intake: group %s of %s is gone; recreating it", PRODUCERS_GROUP, key)
-            try:
-                await ensure_group(self._redis, [key], PRODUCERS_GROUP, "0")
-            except RETRYABLE:
-                return False  # Redis went away meanwhile: the next turn tries again
-            except Exception as e2:
-                self._log_failure(key, e2)
-                return False
-            return True
-        self._log_failure(key, e)
-        return False
-
-    def _log_failure(self, key: str, e: BaseException) -> None:
-        """Log an unexpected failure with its traceback, once per kind; later ones at DEBUG."""
-        kind = (type(e).__qualname__, str(e).split(" ", 1)[0])
-        if kind in self._logged_failures:
-            logger.debug("intake keep-alive: %s failed again: %s", key, e)
-            return
-        self._logged_failures.add(kind)
-        logger.error(
-            "intake keep-alive: unexpected failure on %s (logged once per kind; the keep-alive "
-            "goes on)",
-            key,
-            exc_info=e,
-        )
-
-    async def _refresh(self, key: str) -> None:
-        """Reset the idle time of the requests of ``key`` held here."""
-        held = self.held.get(key)
-        if held:
-            await self._redis.xclaim(
-                key,
-                PRODUCERS_GROUP,
-                self.consumer,
-                min_idle_time=0,
-                message_ids=list(held),
-                justid=True,
-            )
-
-    async def _reclaim(self, key: str) -> None:
-        """Take over requests of ``key`` abandoned by a dead producer, up to the free slots."""
-        start: bytes | str = "0-0"
-        while self._accepting and (free := self._free_slots()) > 0:
-            reply: Any = await self._redis.xautoclaim(
-                key,
-                PRODUCERS_GROUP,
-                self.consumer,
-                min_idle_time=self._reclaim_idle_ms,
-                start_id=start,
-                count=min(free, 100),
-            )
-            next_id, claimed = reply[0], reply[1]
-            deleted = reply[2] if len(reply) > 2 else []
-            if deleted:
-                await self._redis.xack(key, PRODUCERS_GROUP, *deleted)
-            entries = [Delivered(key, i, f) for i, f in claimed if f is not None]
-            if entries:
-                logger.info("intake: took over %d abandoned request(s) on %s", len(entries), key)
-                await self._deliver(entries)
-            if next_id in (b"0-0", "0-0"):
-                return
-            start = next_id
-
-    async def _ensure_reader(self, key: str) -> None:
+    def ensure_reader(self, key: str) -> None:
         """Restart the read task of ``key`` if it ended (it only ends on a bug: logged)."""
         task = self._readers.get(key)
         if self._accepting and task is not None and task.done():
@@ -346,6 +222,19 @@ class RequestIntake:
                 logger.error("intake: the reader of %s failed; restarting it", key,
                              exc_info=task.exception())  # fmt: skip
             self._start_reader(key)
+
+    def _log_failure(self, key: str, e: BaseException) -> None:
+        """Log an unexpected failure with its traceback, once per kind; later ones at DEBUG."""
+        kind = (type(e).__qualname__, str(e).split(" ", 1)[0])
+        if kind in self._logged_failures:
+            logger.debug("intake: reading %s failed again: %s", key, e)
+            return
+        self._logged_failures.add(kind)
+        logger.error(
+            "intake: unexpected failure reading %s (logged once per kind; reading goes on)",
+            key,
+            exc_info=e,
+        )
 
 
 def _xreadgroup(key: str, consumer: str, batch: int, block_ms: int) -> bytes:

@@ -12,7 +12,8 @@ partition (:mod:`.firehose`). Data entries, the per-chunk hot path, are :class:`
 items. The terminal entry comes with everything that ends a stream, in the same flush: meta
 status and totals, EXPIRE (or PERSIST for "keep forever") of log and meta, ZREM from the active
 set, its firehose event (carrying the terminal payload), then the XACK of the request
-(:class:`.writer.Final`).
+(:class:`.writer.Final`). A request parked as failed also gets a record in
+``Keys.deadletter()`` (:meth:`StreamRecords.parked`), written before its terminal entry.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fakeai.services.producer.firehose import StreamHead
-from fakeai.services.producer.writer import Cmds, Final, Logged
+from fakeai.services.producer.items import Cmds, Final, Logged
 from fakeai.streams import PRODUCERS_GROUP, Keys, entry_id
 from fakeai.streams.log import Kind, Link, pack_command, pack_entry
 from fakeai.streams.log import firehose as wire
 from fakeai.streams.meta import F
 from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, GenerationRequest, encode
 
-__all__ = ["EndCode", "Outcome", "StreamRecords", "ack", "now_us"]
+__all__ = ["DEADLETTER_MAXLEN", "EndCode", "Outcome", "StreamRecords", "ack", "now_us"]
 
 
 class EndCode:
@@ -37,19 +38,36 @@ class EndCode:
 
     CANCELLED = "cancelled"
     GENERATION_ERROR = "generation_error"
+    INVALID_REQUEST = "invalid_request"
+    """The request is beyond a cap of the settings, or has a value the builders refuse; the
+    message names the cap or the field (``error.param``)."""
+    REDIS_FULL = "redis_full"
+    """Redis refused the stream's writes for lack of memory (maxmemory, noeviction) for longer
+    than the writer retries them; retrying the request later can succeed."""
+    REQUEST_FAILED = "request_failed"
+    """The request was handed out ``max_deliveries`` times without ending (it killed or
+    outlived its producers): parked in ``Keys.deadletter()``, never handed out again."""
     SHUTDOWN = "shutdown"
     """The producer stopped before the stream ended; retrying the request can succeed."""
     TIMEOUT = "timeout"
-    """The stream ran past the producer's stream timeout."""
+    """The stream ran past ``settings.max_stream_s`` (counted from the request's arrival)."""
+    WRITE_FAILED = "write_failed"
+    """Redis refused a write of the stream for another reason than memory (logged)."""
 
 
 _ERROR_TYPES = {
     EndCode.CANCELLED: "invalid_request_error",
     EndCode.GENERATION_ERROR: "server_error",
+    EndCode.INVALID_REQUEST: "invalid_request_error",
+    EndCode.REDIS_FULL: "server_error",
+    EndCode.REQUEST_FAILED: "server_error",
     EndCode.SHUTDOWN: "server_error",
     EndCode.TIMEOUT: "server_error",
+    EndCode.WRITE_FAILED: "server_error",
 }
 _STATUS_OF_CODE = {EndCode.CANCELLED: "cancelled"}
+DEADLETTER_MAXLEN = 10_000
+"""About how many dead-letter records ``Keys.deadletter()`` keeps (``MAXLEN ~``)."""
 _GROUP = PRODUCERS_GROUP.encode()
 
 
@@ -89,6 +107,8 @@ class Outcome:
     prompt_tokens: int = 0
     error_code: str | None = None
     error_message: str = ""
+    error_param: str | None = None
+    """The request field an ``invalid_request`` error is about (``error.param``)."""
 
     @property
     def status(self) -> str:
@@ -130,6 +150,12 @@ class StreamRecords:
             slot=self.link.slot(events),
             head=wire.stream_head(sid, req.model, int(req.accepted_at * 1_000_000), req.created_ms),
         )
+
+    @property
+    def head(self) -> StreamHead:
+        """What the stream's firehose events share; the writer names a stream by it
+        (``LogWriter.refused``)."""
+        return self._stream
 
     def entry_id(self, seq: int) -> str:
         return entry_id(self.request.created_ms, seq)
@@ -183,6 +209,7 @@ class StreamRecords:
                     error=ErrorBody(
                         message=outcome.error_message or outcome.error_code,
                         type=_ERROR_TYPES.get(outcome.error_code, "server_error"),
+                        param=outcome.error_param,
                         code=outcome.error_code,
                     )
                 )
@@ -217,3 +244,22 @@ class StreamRecords:
     def ack(self) -> Cmds:
         """XACK of the request (alone: for a stream whose log was already complete)."""
         return ack(self.link, self.request_key, self.msg_id)
+
+    def parked(self, reason: str) -> Cmds:
+        """The request's dead-letter record: ``XADD <deadletter> MAXLEN ~ 10000 * sid <sid>
+        partition <requests partition key> id <entry id there> reason <reason>``.
+
+        Auto id and at-least-once: a producer that dies between this record and the request's
+        XACK leaves the request pending, and the next one parks it again (a second record).
+        Trimmed to about the last :data:`DEADLETTER_MAXLEN` records."""
+        key = self.keys.deadletter()
+        fields = {
+            b"sid": self.request.stream_id.encode(),
+            b"partition": self.request_key.encode(),
+            b"id": self.msg_id,
+            b"reason": reason.encode(),
+        }
+        args = [b"XADD", key.encode(), b"MAXLEN", b"~", b"%d" % DEADLETTER_MAXLEN, b"*"]
+        for name, value in fields.items():
+            args += (name, value)
+        return Cmds(self.link.slot(key), pack_command(*args), 1)

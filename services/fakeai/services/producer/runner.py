@@ -6,18 +6,41 @@ Sequence:
    reads those of a whole batch of requests in one round trip, :func:`read_states`). A log
    that already ends with a terminal entry (a request delivered again after a failover that
    happened just after it finished) is only acknowledged.
-2. A cancel requested before the start ends the stream at once (``e`` entry ``cancelled``).
-3. Meta ``running`` + producer; the full response is built with :mod:`fakeai.content` from the
-   request seed (else derived from the stream id), then streamed by ``StreamManager`` with the
-   chat or completion generator, the TTFT origin being the request's ``accepted_at``.
-4. Each chunk's dict is encoded once (msgspec) and queued on the writer as entry
-   ``<created_ms>-<seq>``. When a previous producer died mid-stream, the same content is
-   regenerated on the same schedule (deadlines in the past fire at once) and the entries the
-   log already holds (``seq <= last seq``) are skipped, so only the missing rest is appended;
-   Redis would reject them anyway (deterministic ids).
-5. The terminal entry (``d``, or ``e`` with ``cancelled`` / ``generation_error`` /
-   ``shutdown``) is written with the meta totals, expiry and the request's XACK, and the task
-   waits for that flush: never a stream left open, never an ack before its end is written.
+2. A request handed out more than ``settings.max_deliveries`` times (Redis's delivery count:
+   it killed or outlived that many producers) is parked: a record in ``Keys.deadletter()``,
+   then an ``e`` entry ``request_failed`` with the meta totals and the XACK, so it is never
+   handed out again (:meth:`StreamRun.run`).
+3. A request beyond a cap of the settings (:mod:`.limits`) ends with an ``e`` entry
+   ``invalid_request`` naming the cap, before any work; so does one whose body the response
+   builders refuse (``error.param`` names the field).
+4. A cancel requested before the start ends the stream at once (``e`` entry ``cancelled``).
+5. Meta ``running`` + producer; the full response is built with :mod:`fakeai.content` from the
+   request seed (else derived from the stream id): on the loop when it is small, in a worker
+   thread when it may be large (:data:`BUILD_INLINE_PIECES`; at most :data:`BUILDS_AT_ONCE`
+   at a time per producer), so the loop keeps serving the other streams meanwhile (the thread
+   gives the GIL back every ``sys.getswitchinterval()``, 5 ms). It is then streamed by
+   ``StreamManager`` with the chat or completion generator, the TTFT origin being the
+   request's ``accepted_at``. The caps bound the response: at most ``max_choices *
+   max_output_tokens`` pieces (~5 MB at the defaults).
+6. Each chunk's dict is encoded once (msgspec) and queued on the writer as entry
+   ``<created_ms>-<seq>``. Every :data:`YIELD_EVERY` chunks the task gives the loop a turn,
+   and waits while more than a quarter of the writer's queue is taken: a stream paced at 0 ms
+   (whose chunks are all due at once) never holds the loop, nor the writer, against the
+   others. When a previous producer died mid-stream, the same content is regenerated on the
+   same schedule (deadlines in the past fire at once) and the entries the log already holds
+   (``seq <= last seq``) are skipped, so only the missing rest is appended; Redis would reject
+   them anyway (deterministic ids).
+7. The stream lasts at most ``settings.max_stream_s``, counted from the request's arrival
+   (``accepted_at``, so a stream taken over after a failover does not start a new allowance);
+   past it, an ``e`` entry ``timeout``. A ``stream: false`` request waits at most as long.
+8. The terminal entry (``d``, or ``e`` with ``cancelled`` / ``generation_error`` /
+   ``shutdown`` / ``timeout`` / ...) is written with the meta totals, expiry, ZREM from the
+   active set and the request's XACK, and the task waits for that flush: never a stream left
+   open, never an ack before its end is written.
+
+Redis out of memory (issue 10, finding 5): a stream whose writes Redis refuses for longer than
+the writer retries them ends with ``e`` ``redis_full``, written as soon as Redis takes it
+(:mod:`.ending`).
 
 ``stream: false`` requests get one ``r`` entry (the whole response) when the last token would
 have been due, then the terminal entry.
@@ -26,16 +49,26 @@ have been due, then the terminal entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fakeai.config.settings import Settings
-from fakeai.content import build_chat_completion, build_text_completion
-from fakeai.services.backoff import RETRYABLE, Backoff
+from fakeai.content import InvalidRequestValue, build_chat_completion, build_text_completion
+from fakeai.limits import output_bound, refusal
+from fakeai.services.producer.ending import (
+    Ending,
+    done,
+    failure,
+    invalid,
+    prompt_tokens,
+    timeout,
+)
 from fakeai.services.producer.records import EndCode, Outcome, StreamRecords
+from fakeai.services.producer.state import StreamState, read_states
 from fakeai.services.producer.writer import LogWriter
 from fakeai.streaming import StreamManager
 from fakeai.streaming.base import (
@@ -46,16 +79,34 @@ from fakeai.streaming.base import (
 )
 from fakeai.streams import Keys
 from fakeai.streams.client import RedisClient
-from fakeai.streams.log import Kind, Link, parse_entry
-from fakeai.streams.meta import F
+from fakeai.streams.log import Kind, Link
 from fakeai.timing import LatencyModel
 from fakeai.wire import GenerationRequest, encode
 
-__all__ = ["Deps", "StreamRun", "StreamState", "plan_seed", "read_states"]
+__all__ = [
+    "BUILDS_AT_ONCE",
+    "BUILD_INLINE_PIECES",
+    "YIELD_EVERY",
+    "Deps",
+    "StreamRun",
+    "StreamState",
+    "plan_seed",
+    "read_states",
+]
 
 logger = logging.getLogger(__name__)
 
 _ENDPOINTS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+
+BUILD_INLINE_PIECES = 4096
+"""Responses that may hold more token pieces than this are built in a worker thread. Building
+takes about 3 µs per piece (``build_chat_completion`` with ``ignore_eos``, timed with
+``time.perf_counter`` on the development machine), so an inline build holds the loop for about
+10 ms at most, while one at the default caps (16 x 32,768 pieces) takes over a second."""
+BUILDS_AT_ONCE = 2
+"""Worker-thread builds at a time per producer (more would only share the GIL)."""
+YIELD_EVERY = 64
+"""Chunks a stream makes between two turns it gives the loop."""
 
 
 def plan_seed(request: GenerationRequest) -> int:
@@ -85,63 +136,28 @@ class Deps:
     manager: StreamManager
     latency: LatencyModel | None
     producer: str
-    stream_timeout_s: float = 3600.0
-    """A stream still running after this long ends with ``e`` ``timeout``."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    """What the log and meta say about a stream before its producer starts it."""
-
-    cancel_requested: bool
-    last_seq: int
-    finished: bool
-
-
-async def read_states(redis: RedisClient, keys: Keys, stream_ids: list[str]) -> list[StreamState]:
-    """The states of ``stream_ids`` in one round trip (meta ``cancel_requested`` and the log's
-    last entry of each); retries while Redis is unavailable.
-
-    On a cluster the pipeline is redis-py's ``ClusterPipeline``: not a transaction, its
-    commands grouped per node (one round trip per node), each stream's two keys in one slot.
-    """
-    backoff = Backoff()
-    while True:
-        try:
-            pipe = redis.pipeline(transaction=False)
-            for sid in stream_ids:
-                pipe.hget(keys.meta(sid), F.CANCEL_REQUESTED)
-                pipe.xrevrange(keys.chunks(sid), "+", "-", count=1)
-            replies = await pipe.execute()
-            break
-        except RETRYABLE as e:
-            if backoff.failures == 0:
-                logger.warning("Redis unavailable (%s); retrying a state read", e)
-            await backoff.sleep()
-    states = []
-    for cancel, last in zip(replies[::2], replies[1::2], strict=True):
-        entry = parse_entry(*last[0]) if last else None
-        states.append(
-            StreamState(
-                cancel_requested=cancel not in (None, b"", b"0"),
-                last_seq=entry.seq if entry else 0,
-                finished=entry.terminal if entry else False,
-            )
-        )
-    return states
+    builds: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(BUILDS_AT_ONCE))
+    """Worker-thread builds under way (:data:`BUILDS_AT_ONCE`)."""
 
 
 class StreamRun:
     """The task body of one stream; :meth:`end` stops it early (cancel or shutdown)."""
 
     def __init__(
-        self, deps: Deps, request: GenerationRequest, request_key: str, msg_id: bytes
+        self,
+        deps: Deps,
+        request: GenerationRequest,
+        request_key: str,
+        msg_id: bytes,
+        deliveries: int = 1,
     ) -> None:
         self.deps = deps
         self.request = request
         self.request_key = request_key
         """The requests partition the request was read from."""
         self.msg_id = msg_id
+        self.deliveries = deliveries
+        """How many times Redis has handed the request out, this time included."""
         retention = request.retention_s
         self.records = StreamRecords(
             request=request,
@@ -152,6 +168,7 @@ class StreamRun:
             firehose_partitions=deps.settings.firehose_partitions,
             retention_s=deps.settings.retention_s if retention is None else retention,
         )
+        self.ending = Ending(self.records, deps.writer, deps.redis, deps.keys)
         self.end_code: str | None = None
         self._ended = asyncio.Event()
         self._streaming = False
@@ -180,23 +197,36 @@ class StreamRun:
             logger.info("stream %s: already complete, acknowledged", self.stream_id)
             return "done"
         seq = state.last_seq
+        settings = self.deps.settings
+        if self.deliveries > settings.max_deliveries:
+            return await self.ending.park(seq, self.deliveries, settings.max_deliveries)
+        refused = refusal(self.request, settings)
+        if refused is not None:
+            logger.warning("stream %s: refused: %s", self.stream_id, refused.message)
+            return await self.ending.finish(seq + 1, seq, invalid(refused.param, refused.message))
         if state.cancel_requested and self.end_code is None:
             self.end_code = EndCode.CANCELLED
         if self.end_code is not None:
-            return await self._finish(seq + 1, seq, self._ended_outcome(0, 0))
+            return await self.ending.finish(seq + 1, seq, self._ended_outcome(0, 0))
+        if self._time_left() <= 0:
+            return await self.ending.finish(seq + 1, seq, timeout(self.deps.settings))
         await self.deps.writer.put(self.records.started(self.deps.producer))
         logger.info(
-            "stream %s: start (%s, model %s, resume after seq %d)",
+            "stream %s: start (%s, model %s, resume after seq %d, delivery %d)",
             self.stream_id,
             self.request.endpoint,
             self.request.model,
             state.last_seq,
+            self.deliveries,
         )
         try:
-            full = self._build_response()
+            full = await self._build_response()
+        except InvalidRequestValue as e:
+            logger.warning("stream %s: invalid request: %s", self.stream_id, e)
+            return await self.ending.finish(seq + 1, seq, invalid(e.param, str(e)))
         except Exception as e:
             logger.warning("stream %s: cannot build the response: %s", self.stream_id, e)
-            return await self._finish(seq + 1, seq, _failure(e))
+            return await self.ending.finish(seq + 1, seq, failure(e))
         if self.request.stream:
             return await self._stream(full, state.last_seq)
         return await self._whole(full, state.last_seq)
@@ -206,16 +236,27 @@ class StreamRun:
     async def _read_state(self) -> StreamState:
         return (await read_states(self.deps.redis, self.deps.keys, [self.stream_id]))[0]
 
-    def _build_response(self) -> dict[str, Any]:
+    async def _build_response(self) -> dict[str, Any]:
         req = self.request
         build = build_chat_completion if req.endpoint == "chat" else build_text_completion
-        return build(
-            req.body,
-            completion_id=req.stream_id,
-            created=req.created_ms // 1000,
-            seed=req.seed,
-            model=req.model,
-        )
+
+        def make() -> dict[str, Any]:
+            return build(
+                req.body,
+                completion_id=req.stream_id,
+                created=req.created_ms // 1000,
+                seed=req.seed,
+                model=req.model,
+            )
+
+        if output_bound(req.body, req.endpoint) <= BUILD_INLINE_PIECES:
+            return make()
+        async with self.deps.builds:
+            return await asyncio.to_thread(make)
+
+    def _time_left(self) -> float:
+        """Seconds the stream may still run (``settings.max_stream_s`` from its arrival)."""
+        return self.deps.settings.max_stream_s - (time.time() - self.request.accepted_at)
 
     def _timing(self) -> tuple[bool, float | None, float | None]:
         """(latency simulation on, ttft_ms, itl_ms) for this request."""
@@ -230,7 +271,7 @@ class StreamRun:
         """The request's arrival (``accepted_at``, Unix time) on the event loop's clock."""
         return asyncio.get_running_loop().time() - (time.time() - self.request.accepted_at)
 
-    def _chunks(self, full: Mapping[str, Any]) -> AsyncIterator[StreamChunk]:
+    def _chunks(self, full: Mapping[str, Any]) -> AsyncGenerator[StreamChunk, None]:
         req = self.request
         body = req.body
         simulate, ttft_ms, itl_ms = self._timing()
@@ -244,7 +285,7 @@ class StreamRun:
             model=req.model,
             full_response=full,
             endpoint=_ENDPOINTS[req.endpoint],
-            timeout_seconds=self.deps.stream_timeout_s,
+            timeout_seconds=max(self._time_left(), 0.001),
             stream_id=req.stream_id,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             temperature=temperature if isinstance(temperature, (int, float)) else None,
@@ -259,52 +300,59 @@ class StreamRun:
         )
 
     async def _stream(self, full: Mapping[str, Any], skip: int) -> str:
-        put_nowait = self.deps.writer.put_nowait
-        put = self.deps.writer.put
+        writer = self.deps.writer
+        put_nowait = writer.put_nowait
+        put = writer.put
         entry = self.records.entry
+        head = self.records.head
+        refused = writer.refused
+        throttle = max(1, writer.max_pending // 4)
         seq = tokens = 0
         outcome: Outcome | None = None
         self._streaming = True
+        chunks = self._chunks(full)
         try:
             if self.end_code is not None:  # ended while the response was being built
                 raise StreamCancelledException(self.stream_id)
-            async for chunk in self._chunks(full):
+            async for chunk in chunks:
                 seq += 1
                 tokens += chunk.token_count
                 if seq > skip:
                     item = entry(seq, Kind.CHUNK, encode(chunk.data), chunk.token_count)
                     if not put_nowait(item):  # the writer is full: wait for room
                         await put(item)
-                if self.end_code is not None:
+                if self.end_code is not None or (refused and head in refused):
                     break
+                if not seq % YIELD_EVERY:  # a turn for the loop, a share of the writer
+                    if writer.pending >= throttle:
+                        await writer.below(throttle)
+                    else:
+                        await asyncio.sleep(0)
         except StreamCancelledException:
             pass  # end() was called: end_code says why
         except StreamTimeoutException as e:
             logger.warning("stream %s: %s", self.stream_id, e)
-            outcome = Outcome(
-                completion_tokens=tokens,
-                prompt_tokens=_prompt_tokens(full),
-                error_code=EndCode.TIMEOUT,
-                error_message=str(e),
-            )
+            outcome = timeout(self.deps.settings, tokens, prompt_tokens(full))
         except Exception as e:
             logger.warning("stream %s: generation failed: %s", self.stream_id, e)
-            outcome = _failure(e)
+            outcome = failure(e)
         finally:
             self._streaming = False
+            await chunks.aclose()
         seq = max(seq, skip)
         if outcome is None:
             outcome = (
-                self._ended_outcome(tokens, _prompt_tokens(full))
+                self._ended_outcome(tokens, prompt_tokens(full))
                 if self.end_code is not None
-                else _done(full, tokens)
+                else done(full, tokens)
             )
-        return await self._finish(seq + 1, seq, outcome)
+        return await self.ending.finish(seq + 1, seq, outcome)
 
     async def _whole(self, full: Mapping[str, Any], skip: int) -> str:
         simulate, ttft_ms, itl_ms = self._timing()
         usage = full.get("usage") or {}
         completion = int(usage.get("completion_tokens") or 0)
+        timed_out = False
         if simulate and self.deps.latency is not None:
             try:
                 plan = self.deps.latency.plan(
@@ -317,21 +365,25 @@ class StreamRun:
                 )
             except Exception as e:
                 logger.warning("stream %s: no timing plan: %s", self.stream_id, e)
-                return await self._finish(skip + 1, skip, _failure(e))
-            deadline = self._origin() + plan.total_s
-            try:
-                await asyncio.wait_for(
-                    self._ended.wait(), deadline - asyncio.get_running_loop().time()
-                )
-            except TimeoutError:
-                pass
+                return await self.ending.finish(skip + 1, skip, failure(e))
+            wait_s = plan.total_s - (time.time() - self.request.accepted_at)
+            time_left = self._time_left()
+            timed_out = wait_s > time_left
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), max(0.0, min(wait_s, time_left)))
         if self.end_code is not None:
-            return await self._finish(skip + 1, skip, self._ended_outcome(0, _prompt_tokens(full)))
+            return await self.ending.finish(
+                skip + 1, skip, self._ended_outcome(0, prompt_tokens(full))
+            )
+        if timed_out:
+            return await self.ending.finish(
+                skip + 1, skip, timeout(self.deps.settings, 0, prompt_tokens(full))
+            )
         if skip < 1:
             await self.deps.writer.put(
                 self.records.entry(1, Kind.RESPONSE, encode(full), completion)
             )
-        return await self._finish(2, 1, _done(full, completion))
+        return await self.ending.finish(2, 1, done(full, completion))
 
     def _ended_outcome(self, tokens: int, prompt: int) -> Outcome:
         code = self.end_code or EndCode.CANCELLED
@@ -342,32 +394,3 @@ class StreamRun:
         return Outcome(
             completion_tokens=tokens, prompt_tokens=prompt, error_code=code, error_message=message
         )
-
-    async def _finish(self, seq: int, chunks: int, outcome: Outcome) -> str:
-        await self.deps.writer.write(self.records.terminal(seq, chunks, outcome))
-        logger.info(
-            "stream %s: %s (%d chunks, %s)",
-            self.stream_id,
-            outcome.status,
-            chunks,
-            outcome.error_code or outcome.finish_reason,
-        )
-        return outcome.status
-
-
-def _done(full: Mapping[str, Any], tokens: int) -> Outcome:
-    usage = full.get("usage") or {}
-    choices = full.get("choices") or [{}]
-    return Outcome(
-        finish_reason=choices[0].get("finish_reason"),
-        completion_tokens=int(usage.get("completion_tokens") or tokens),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-    )
-
-
-def _prompt_tokens(full: Mapping[str, Any]) -> int:
-    return int((full.get("usage") or {}).get("prompt_tokens") or 0)
-
-
-def _failure(e: Exception) -> Outcome:
-    return Outcome(error_code=EndCode.GENERATION_ERROR, error_message=f"generation failed: {e}")

@@ -1,31 +1,42 @@
 """The producer service: generation requests in, timed chunks out to Redis Streams.
 
-Parts (one process): the request intake (:mod:`.intake`, consumer group
-``producers`` plus failover keep-alive), one task per stream (:mod:`.runner`, at most
+Parts (one process): the request intake (:mod:`.intake`, consumer group ``producers``), the
+failover (:mod:`.failover`: the keep-alive of the requests held here, and the take-over of the
+requests of dead producers, at once for a lapsed lease (:mod:`.lease`), after their idle time
+for producers of older versions), one task per stream (:mod:`.runner`, at most
 ``settings.max_streams_per_producer`` at a time; further requests wait for a slot, unread or
 pending, which is the backpressure), the write coalescer (:mod:`.writer`, one flusher), and the
 cancel listener (:mod:`.cancels`).
 
 Redis: one client (:func:`fakeai.streams.client.connect`: a single server or a Redis Cluster,
 detected by itself) and its :class:`~fakeai.streams.log.Link` for the writer's raw pipelines.
-Connections it holds per node: the writer's one (a flush at a time), the keep-alive's, and one
-per batch of requests whose states are being read (at most one per partition reader at a
-time), so the pool is sized ``request_partitions + 8``; the cancel listener and the intake's
-partition readers (one per partition, on its node) block on dedicated connections. At start
-the key layout is checked (:func:`~fakeai.streams.client.check_layout`): data of another
-layout stops the producer with the message that names the fix.
+Connections it holds per node: the writer's one (a flush at a time), the keep-alive's, the
+lease's two (renewal, watch), and one per batch of requests whose states are being read (at
+most one per partition reader at a time), so the pool is sized ``request_partitions + 8``; the
+cancel listener and the intake's partition readers (one per partition, on its node) block on
+dedicated connections. At start the key layout is checked
+(:func:`~fakeai.streams.client.check_layout`): data of another layout stops the producer with
+the message that names the fix.
+
+Start: the lease first (renewed once, then every ``producer_lease_s / 3``), so no survivor
+mistakes this producer for a dead one; then the writer, the cancel listener, the intake and
+the failover loops.
 
 Shutdown, in order:
 
 1. stop taking requests (no reads, no take-overs);
 2. let running streams finish, up to ``drain_s``;
 3. end the rest with an ``e`` entry ``shutdown`` (retryable) and wait for those entries;
-4. stop the cancel listener and the keep-alive;
+4. stop the cancel listener and the failover loops; stop renewing the lease and leave
+   ``Keys.producers()``: the member is removed, or, when requests read but never started are
+   still pending here, marked lapsed, so a survivor takes them over at once (not after their
+   idle time);
 5. flush the writer;
 6. close Redis.
 
-Requests read but never started stay pending in the group, so another producer takes them
-over once they have been idle for its reclaim time.
+A producer that dies without this sequence (SIGKILL, a crash, a host lost) keeps its member
+until the lease lapses (``producer_lease_s``); then one survivor takes its requests over and
+its streams go on where its log ends (:mod:`.failover`).
 """
 
 from __future__ import annotations
@@ -44,10 +55,13 @@ from fakeai.config.settings import Settings
 from fakeai.latency_profiles import get_latency_manager
 from fakeai.services.backoff import RETRYABLE, Backoff
 from fakeai.services.producer.cancels import CancelListener
+from fakeai.services.producer.failover import Failover
 from fakeai.services.producer.firehose import Firehose
 from fakeai.services.producer.intake import Delivered, RequestIntake
+from fakeai.services.producer.lease import Lease
 from fakeai.services.producer.records import EndCode, ack
-from fakeai.services.producer.runner import Deps, StreamRun, StreamState, read_states
+from fakeai.services.producer.runner import Deps, StreamRun
+from fakeai.services.producer.state import StreamState, read_states
 from fakeai.services.producer.writer import LogWriter
 from fakeai.services.runtime import run_until_signalled, tune_gc
 from fakeai.streaming import StreamManager
@@ -153,6 +167,12 @@ class Producer:
             consumer=self.consumer,
             batch=settings.producer_batch,
             submit=self._submit,
+        )
+        self.lease = Lease(self.redis, self.keys, self.consumer, settings.producer_lease_s)
+        self.failover = Failover(
+            self.redis,
+            self.intake,
+            self.lease,
             free_slots=self._free_slots,
             heartbeat_s=heartbeat_s,
             reclaim_idle_s=reclaim_idle_s,
@@ -178,12 +198,24 @@ class Producer:
         return self.settings.max_streams_per_producer - len(self.runs)
 
     async def start(self) -> None:
-        """Start writing, listening for cancels, and reading requests (waits for Redis)."""
+        """Take the lease, start writing, listening for cancels, reading requests and
+        watching the other producers (waits for Redis)."""
+        backoff = Backoff()
+        while True:
+            try:
+                await self.lease.renew()
+                break
+            except RETRYABLE as e:
+                if backoff.failures == 0:
+                    logger.warning("producer: Redis unavailable at start (%s); retrying", e)
+                await backoff.sleep()
+        self.lease.start()
         self.writer.start()
         self._cancel_task = asyncio.get_running_loop().create_task(
             self.cancels.run(), name="producer-cancels"
         )
         await self.intake.start()
+        self.failover.start()
         logger.info("producer %s started (max %d streams)", self.consumer, self._free_slots())
 
     async def _submit(self, entries: list[Delivered]) -> None:
@@ -210,7 +242,7 @@ class Producer:
                 await self._start(ready)  # start what has slots before waiting for one
                 ready = []
             await self._slots.acquire()
-            run = StreamRun(self.deps, request, entry.key, entry.msg_id)
+            run = StreamRun(self.deps, request, entry.key, entry.msg_id, entry.deliveries)
             self.runs[request.stream_id] = run
             ready.append(run)
         if ready:
@@ -248,6 +280,14 @@ class Producer:
             self._slots.release()
             self.intake.release(run.request_key, run.msg_id)
 
+    async def _leave(self) -> None:
+        """Step 4's exit from ``Keys.producers()``; a Redis that is down meanwhile leaves the
+        member to lapse by itself."""
+        try:
+            await self.lease.leave(holding=await self.failover.holding())
+        except Exception as e:
+            logger.warning("producer %s: could not leave the producers' set (%s)", self.consumer, e)
+
     def _on_cancel(self, signal: CancelSignal) -> None:
         run = self.runs.get(signal.stream_id)
         if run is not None:
@@ -273,11 +313,14 @@ class Producer:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        # 4. stop listening for cancels and refreshing held requests
+        # 4. stop listening for cancels and the failover loops; leave the producers' set
         if self._cancel_task is not None:
             self._cancel_task.cancel()
             await asyncio.gather(self._cancel_task, return_exceptions=True)
+        await self.failover.close()
         await self.intake.close()
+        await self.lease.stop()
+        await self._leave()
         # 5. flush the writer
         await self.writer.close(self.drain_s)
         # 6. close Redis

@@ -1,8 +1,8 @@
 """Write coalescing: one flusher per process sends the writes of every stream in pipelines.
 
-Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* and go on. Items are
-commands already in the Redis protocol (packed with :mod:`fakeai.streams.log`'s packers by
-:mod:`.records`), each tagged with the cluster slot of its keys:
+Streams never await Redis per chunk. They :meth:`LogWriter.put` an *item* (:mod:`.items`) and
+go on. Items are commands already in the Redis protocol (packed with :mod:`fakeai.streams.log`'s
+packers by :mod:`.records`), each tagged with the cluster slot of its keys:
 
 - :class:`Cmds`: commands of one slot (a meta update, an XACK alone);
 - :class:`Logged`: a data entry (the per-chunk hot path) and its firehose event;
@@ -43,66 +43,49 @@ Contracts:
   consumer group (its consumers drop events whose seq they have seen).
 - Durability: :meth:`write` returns once the item's batch was executed (the stream task uses
   it for its terminal entry only, before the request is acknowledged).
+- Redis out of memory (``maxmemory`` with ``noeviction``: XADD and HSET answer "OOM command
+  not allowed"; XACK, ZREM, EXPIRE and DEL still run; https://redis.io/docs/latest/develop/
+  reference/eviction/): a stage with an OOM reply is retried, whole and in order, with a
+  backoff capped at 0.5 s, for up to ``oom_retry_s`` counted from the first OOM reply of the
+  episode (one shared deadline, so a full Redis stalls the writer once, not once per batch). A
+  short episode thus costs a pause, not a stream. Past the deadline the refusals stand: a
+  :meth:`write` raises :class:`WriteFailed` (``oom`` True), and a stream whose data entry was
+  refused is listed in :attr:`LogWriter.refused`; its later data entries are dropped, never
+  sent, so the log never gets an entry after a hole once memory is freed (Redis runs a pipeline
+  read in one go without freeing memory in between, so within a stage a refusal is not followed
+  by an accepted entry of the same stream). The stream's task sees the listing and ends the
+  stream (``redis_full``). For a minute after an OOM reply the XACKs of a batch go in a second
+  stage, sent only for streams whose terminal entry was written: a request is never
+  acknowledged while its end is missing. (The first OOM batch of an episode on a single server
+  carries its XACKs in its one round trip; the stream's task then writes its end again until
+  Redis takes it.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, TypeAlias
 
-import msgspec
 from redis.exceptions import ResponseError
 
 from fakeai.services.backoff import RETRYABLE, Backoff
 from fakeai.services.producer.firehose import Firehose, FirehoseBatch, StreamHead
+from fakeai.services.producer.items import Cmds, Final, Item, Logged, WriteFailed, is_oom
 from fakeai.streams.log import Group, Link, is_duplicate_id, is_redirect
 
-__all__ = ["Cmds", "Final", "Item", "LogWriter", "Logged", "WriteFailed"]
+__all__ = ["Cmds", "Final", "Item", "LogWriter", "Logged", "WriteFailed", "is_oom"]
 
 logger = logging.getLogger(__name__)
 
 
-class Cmds(msgspec.Struct, frozen=True, gc=False):
-    """``n`` commands of one slot, in the Redis protocol."""
-
-    slot: int
-    packed: bytes
-    n: int
-
-
-class Logged(msgspec.Struct, frozen=True, gc=False):
-    """A data entry: its commands (the stream's slot) and its firehose event."""
-
-    slot: int
-    packed: bytes
-    n: int
-    stream: StreamHead
-    event: bytes
-
-
-class Final(msgspec.Struct, frozen=True, gc=False):
-    """A stream's end: ``cmds`` and ``active``, its firehose ``event``, then ``after``
-    (behind the firehose)."""
-
-    cmds: Cmds
-    """The terminal entry, the meta totals, EXPIRE or PERSIST (the stream's slot)."""
-    active: Cmds
-    """ZREM from the active set (its own slot)."""
-    stream: StreamHead
-    event: bytes
-    after: Cmds
-    """The request's XACK."""
-
-
-Item: TypeAlias = Cmds | Logged | Final
-"""What :meth:`LogWriter.put` takes."""
-
 _Batch: TypeAlias = list[tuple[Item, "asyncio.Future[None] | None"]]
 
 
-class WriteFailed(Exception):
-    """Redis rejected a command of an item with an error other than a duplicate entry id."""
+_TWO_STAGE_AFTER_OOM_S = 60.0
+"""How long after an OOM reply the XACKs of a batch wait for its terminal entries (a second
+round trip on a single server)."""
 
 
 class _Redirected(Exception):
@@ -123,6 +106,7 @@ class LogWriter:
         max_pending: int = 50_000,
         max_batch: int = 5_000,
         backoff_cap_s: float = 2.0,
+        oom_retry_s: float = 3.0,
     ) -> None:
         if max_pending < 1 or max_batch < 1:
             raise ValueError(
@@ -133,6 +117,15 @@ class LogWriter:
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._backoff_cap_s = backoff_cap_s
+        self._oom_retry_s = oom_retry_s
+        self._oom_since: float | None = None
+        """When the current out-of-memory episode began (monotonic), None outside one."""
+        self._oom_at = -_TWO_STAGE_AFTER_OOM_S
+        """The last OOM reply (monotonic)."""
+        self.refused: dict[StreamHead, WriteFailed] = {}
+        """Streams (by :attr:`Logged.stream`) a data entry of which Redis refused for good,
+        with the error; their later data entries are dropped. The stream's task ends the
+        stream and then :meth:`forget`-s it."""
         self._ops: _Batch = []
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -146,6 +139,22 @@ class LogWriter:
     @property
     def pending(self) -> int:
         return len(self._ops)
+
+    @property
+    def max_pending(self) -> int:
+        return self._max_pending
+
+    async def below(self, limit: int) -> None:
+        """Return once fewer than ``limit`` items wait (at once if they already do): a stream
+        that makes chunks faster than Redis takes them waits here, so it never holds the
+        whole queue (the hard bound of :meth:`put`) against the others."""
+        while len(self._ops) >= limit:
+            self._room.clear()
+            await self._room.wait()
+
+    def forget(self, stream: StreamHead) -> None:
+        """The stream has ended: drop it from :attr:`refused`."""
+        self.refused.pop(stream, None)
 
     def start(self) -> None:
         if self._task is None:
@@ -217,49 +226,63 @@ class LogWriter:
             await self._send(batch)
 
     async def _send(self, batch: _Batch) -> None:
-        groups, bounds, afters = self._assemble(batch)
-        if self.link.cluster and afters:
-            # The XACKs may live on another node: only once the first stage has returned is
-            # its firehose entry known to be written.
-            results, failed = await self._execute(groups)
-            acks, failed_acks = await self._execute(afters)
-            results += acks
-            failed = failed or failed_acks
+        groups, bounds, afters, owners = self._assemble(batch)
+        acks: list[Any] = []
+        if afters and (self.link.cluster or self._oom_recently()):
+            # The XACKs may live on another node, or Redis refuses writes: only once the
+            # first stage has returned is each terminal entry (and its firehose entry) known
+            # to be written, and only those requests are acknowledged.
+            results, failed = await self._execute(groups, data=True)
+            errors = _item_errors(bounds, results) if failed else {}
+            keep = [g for g, i in zip(afters, owners, strict=True) if i not in errors]
+            if keep:
+                acks, failed_acks = await self._execute(keep, data=False)
+                failed = failed or failed_acks
         else:
-            results, failed = await self._execute(groups + afters)
+            results, failed = await self._execute(groups + afters, data=True)
+            errors = _item_errors(bounds, results) if failed else {}
         self.batches += 1
-        self.commands += len(results)
-        if not failed:  # the common case: no error to attribute
+        self.commands += len(results) + len(acks)
+        if not errors:  # the common case: every item written
             for _, fut in batch:
                 if fut is not None and not fut.done():
                     fut.set_result(None)
-            return
-        start = 0
-        for (_, fut), end in zip(batch, bounds, strict=True):
-            error = next(
-                (
-                    r
-                    for r in results[start:end]
-                    if isinstance(r, ResponseError) and not is_duplicate_id(r)
-                ),
-                None,
+        else:
+            logger.error(
+                "writer: Redis refused %d of %d items (the first: %s)",
+                len(errors),
+                len(batch),
+                next(iter(errors.values())),
             )
-            start = end
-            if error is not None:
-                logger.error("writer: Redis refused a command: %s", error)
-            if fut is not None and not fut.done():
-                if error is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(WriteFailed(str(error)))
-        for error in results[start:]:
-            if isinstance(error, ResponseError):
-                logger.error("writer: Redis refused a firehose or ack command: %s", error)
+            for i, (item, fut) in enumerate(batch):
+                error = errors.get(i)
+                if error is not None and isinstance(item, Logged):
+                    self.refused.setdefault(item.stream, WriteFailed(str(error), oom=is_oom(error)))
+                if fut is not None and not fut.done():
+                    if error is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(WriteFailed(str(error), oom=is_oom(error)))
+        if failed:
+            others = [
+                r
+                for r in results[bounds[-1] if bounds else 0 :] + acks
+                if isinstance(r, ResponseError)
+            ]
+            if others:
+                logger.error(
+                    "writer: Redis refused %d firehose or ack commands (the first: %s)",
+                    len(others),
+                    others[0],
+                )
 
-    def _assemble(self, batch: _Batch) -> tuple[list[Group], list[int], list[Group]]:
-        """``(groups, bounds, afters)``: the items' command groups and then the firehose's;
-        each item's end index in the reply list; the ``after`` groups of :class:`Final`
-        items."""
+    def _assemble(self, batch: _Batch) -> tuple[list[Group], list[int], list[Group], list[int]]:
+        """``(groups, bounds, afters, owners)``: the items' command groups and then the
+        firehose's; each item's end index in the reply list; the ``after`` groups of
+        :class:`Final` items, and the index in ``batch`` of the item each belongs to.
+
+        A data entry of a stream listed in :attr:`refused` is dropped (its future, if any,
+        fails): sent after a refused one, it would leave a hole in the log."""
         groups: list[Group] = []
         append = groups.append
         bounds: list[int] = []
@@ -267,13 +290,19 @@ class LogWriter:
         events = FirehoseBatch()
         add_event = events.add
         afters: list[Group] = []
+        owners: list[int] = []
+        refused = self.refused
         n = 0
-        for item, _ in batch:
+        for i, (item, fut) in enumerate(batch):
             match item:
                 case Logged():
-                    append((item.slot, item.packed, item.n))
-                    add_event(item.stream, item.event)
-                    n += item.n
+                    if refused and item.stream in refused:
+                        if fut is not None and not fut.done():
+                            fut.set_exception(refused[item.stream])
+                    else:
+                        append((item.slot, item.packed, item.n))
+                        add_event(item.stream, item.event)
+                        n += item.n
                 case Cmds():
                     append((item.slot, item.packed, item.n))
                     n += item.n
@@ -282,16 +311,26 @@ class LogWriter:
                     append((active.slot, active.packed, active.n))
                     add_event(item.stream, item.event)
                     afters.append((after.slot, after.packed, after.n))
+                    owners.append(i)
                     n += cmds.n + active.n
             mark(n)
         if events:
             groups += self._firehose.groups(events)
-        return groups, bounds, afters
+        return groups, bounds, afters, owners
 
-    async def _execute(self, groups: list[Group]) -> tuple[list[Any], bool]:
-        """``Link.execute`` of one stage, retried while Redis is unreachable or a cluster
-        still redirects (see the module docstring); ``(replies, any error reply)``."""
+    def _oom_recently(self) -> bool:
+        return time.monotonic() - self._oom_at < _TWO_STAGE_AFTER_OOM_S
+
+    async def _execute(self, groups: list[Group], *, data: bool) -> tuple[list[Any], bool]:
+        """``Link.execute`` of one stage, retried while Redis is unreachable, a cluster still
+        redirects, or Redis is out of memory and the episode's deadline has not passed (see
+        the module docstring); ``(replies, any error reply)``. ``data``: the stage writes
+        entries (its success ends an out-of-memory episode; a stage of XACKs alone does not
+        tell, XACK runs under OOM)."""
+        if not groups:  # every item of the batch was dropped
+            return [], False
         backoff = Backoff(cap_s=self._backoff_cap_s)
+        oom_backoff = Backoff(cap_s=0.5)
         while True:
             try:
                 results = await self.link.execute(groups)
@@ -315,4 +354,46 @@ class LogWriter:
                 continue
             if backoff.failures:
                 logger.info("writer: Redis is back after %d retries", backoff.failures)
-            return results, bool(errors)
+                backoff.reset()
+            oom = next((r for r in errors if is_oom(r)), None)
+            if oom is None:
+                if data and self._oom_since is not None:
+                    logger.warning(
+                        "writer: Redis accepts writes again after %.1f s out of memory",
+                        time.monotonic() - self._oom_since,
+                    )
+                    self._oom_since = None
+                return results, bool(errors)
+            now = self._oom_at = time.monotonic()
+            if self._oom_since is None:
+                self._oom_since = now
+                logger.error(
+                    "writer: Redis is out of memory (%s); retrying for up to %.1f s, then the "
+                    "streams whose writes it refuses end with 'redis_full'",
+                    oom,
+                    self._oom_retry_s,
+                )
+            if now - self._oom_since >= self._oom_retry_s:
+                return results, True
+            await oom_backoff.sleep()
+
+
+def _item_errors(bounds: list[int], results: list[Any]) -> dict[int, Exception]:
+    """Per item (index in ``batch``), the first error reply of its commands that is not a
+    duplicate entry id; an item that was dropped (:attr:`refused`) has a bound equal to
+    its predecessor's and no replies."""
+    errors: dict[int, Exception] = {}
+    start = 0
+    for i, end in enumerate(bounds):
+        error = next(
+            (
+                r
+                for r in results[start:end]
+                if isinstance(r, ResponseError) and not is_duplicate_id(r)
+            ),
+            None,
+        )
+        start = end
+        if error is not None:
+            errors[i] = error
+    return errors
