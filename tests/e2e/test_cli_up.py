@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from tests.e2e.test_e2e_chaos import UpProcesses, kill_child, stop_up, up_env
 from tests.support.servers import wait_until
+from tests.support.up import UpProcesses, kill_child, stop_up, up_env
 
 from fakeai.embedded_redis import free_port
 from fakeai.services.bench.stack import LocalStack

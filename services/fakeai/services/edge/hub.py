@@ -157,6 +157,11 @@ class Hub:
         return sum(len(lane.last) for lane in tuple(self._lanes.values()))
 
     @property
+    def subscriptions(self) -> int:
+        """Registered subscribers over every watched key (a snapshot, like :attr:`keys`)."""
+        return sum(len(subs) for subs in tuple(self._subs.values()))
+
+    @property
     def readers(self) -> int:
         """Open reader connections (busy or idle)."""
         return sum(lane.reader is not None for lane in tuple(self._lanes.values()))
@@ -188,6 +193,8 @@ class Hub:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Drop ``sub``; the key stops being read once its last subscriber leaves.
+        Idempotent: a response and its log iterator may both release one subscription."""
         sub._release()
         subs = self._subs.get(sub.key)
         if subs is None:

@@ -21,13 +21,17 @@ refuses a write (``maxmemory`` reached: OOM) or fails:
 
 The edge subscribes to the stream's log on the hub *before* publishing, starting at
 ``<created_ms>-0``: the log is the rendezvous, so no chunk can be missed and no catch-up read is
-needed.
+needed. The route owns that subscription and releases it however the request ends (a failed
+publish, the end of the response, a client gone before the log was first read), not only
+through the log iterator's ``finally`` (which does not run for an iterator closed before it
+started).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -299,6 +303,7 @@ async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIReques
         if limiter:
             await limiter.release(state.redis, tenant.name, sid)
         raise
+    release = functools.partial(state.hub.unsubscribe, sub)
     response: Response
     if req.stream:
         response = stream_response(
@@ -309,9 +314,13 @@ async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIReques
             model=req.model,
             disconnect_after=cut,
             arrived=arrived,
+            release=release,
         )
     else:
-        response = await _whole_response(request, state, entries, sid, req.model)
+        try:
+            response = await _whole_response(request, state, entries, sid, req.model)
+        finally:
+            release()  # also when the wait was cancelled before it first read the log
     response.headers.update(admission.headers)
     return response
 

@@ -166,8 +166,11 @@ async def read_live(
     Ends after the terminal entry. Entries that are ready together come as one batch, so the
     response writes them with one send. ``sub`` is the caller's subscription to ``key``
     (``hub.subscribe`` before this iterator is created); the iterator releases it when it ends
-    or is closed. ``first_page``: the XRANGE page after ``after_seq``, already read (module
-    docstring). ``ends_at`` (Unix s, :func:`live_until`): no wait goes on past it.
+    or is closed after it started. An iterator closed before it started runs no ``finally``,
+    so the caller releases ``sub`` too when it is done (:meth:`Hub.unsubscribe` is
+    idempotent; see :mod:`.responses`). ``first_page``: the XRANGE page after ``after_seq``,
+    already read (module docstring). ``ends_at`` (Unix s, :func:`live_until`): no wait goes on
+    past it.
 
     Raises:
         StreamInterrupted: the client's queue overflowed, Redis stayed down, shutdown,

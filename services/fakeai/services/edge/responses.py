@@ -17,7 +17,13 @@ writes its own :class:`EventStream` that runs the body in the request's own task
   ``http.disconnect`` (uvicorn drops writes to a closed connection silently, so a failed
   ``send`` alone would miss it) and cancels the response's task; a ``send`` that raises
   ``OSError`` (servers that report it that way) ends it too. Either way the body's iterator
-  is closed (its hub subscription released) and the disconnect is counted.
+  is closed and the response's ``on_close`` runs: the hub subscription is released and the
+  disconnect counted.
+- Release, whenever the response ends: closing an async generator that never started skips
+  its ``finally`` (a client gone before the body first ran; a stall injected before the log
+  is first read; a response the app failed to run), so what a response holds is released
+  by ``on_close``, which :meth:`EventStream.close` runs exactly once in every case, not by the
+  body's ``finally`` alone (issue 10, finding 8; ``tests/integration/edge/test_edge_leaks.py``).
 - A peer that stops reading (no FIN, full window): uvicorn's ``send`` then waits for the
   socket to drain. One timer per event loop (:class:`_StallWatch`) sweeps the open responses
   every quarter ``send_timeout`` and ends, like a disconnect, each whose write has been
@@ -59,7 +65,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import ClassVar
 
 from redis.exceptions import RedisClusterException, RedisError
@@ -98,7 +104,12 @@ class RunStreamsOutside:
             return
         slot: list[EventStream] = []
         scope[DEFERRED] = slot
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except BaseException:
+            if slot:  # returned by the route but never to be sent: release what it holds
+                await slot[0].close()
+            raise
         del scope[DEFERRED]
         if slot:
             await slot[0].run(scope, receive, send)
@@ -107,9 +118,10 @@ class RunStreamsOutside:
 class EventStream(StreamingResponse):
     """A streaming response whose body runs in the request's own task (module docstring).
 
-    ``content`` yields the bytes to write; it is closed when the response ends for any
-    reason. The response ends early, without error, when the client disconnects or a write
-    stays pending for ``send_timeout`` seconds.
+    ``content`` yields the bytes to write; it is closed, then ``on_close`` runs, once, when
+    the response ends for any reason (:meth:`close`), even if ``content`` never started. The
+    response ends early, without error, when the client disconnects or a write stays pending
+    for ``send_timeout`` seconds.
     """
 
     def __init__(
@@ -119,9 +131,11 @@ class EventStream(StreamingResponse):
         headers: Mapping[str, str],
         media_type: str,
         send_timeout: float,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(content, headers=headers, media_type=media_type)
         self._content = content
+        self._on_close = on_close
         self._send_timeout = send_timeout
         self._aborted = False
         self._sending_since: float | None = None
@@ -169,8 +183,17 @@ class EventStream(StreamingResponse):
             watcher.cancel()
             stalls.discard(self)
             self._task = None
-            # Runs the body's cleanup: hub subscription released, disconnect counted.
+            await self.close()
+
+    async def close(self) -> None:
+        """Close ``content`` (its ``finally`` runs if it started), then run ``on_close``
+        (whether it started or not); once, however often this is called."""
+        on_close, self._on_close = self._on_close, None
+        try:
             await self._content.aclose()
+        finally:
+            if on_close is not None:
+                on_close()
 
     def _abort(self, task: asyncio.Task[None]) -> None:
         if not self._aborted:
@@ -267,6 +290,7 @@ def stream_response(
     prime: str | None = None,
     disconnect_after: int | None = None,
     arrived: float | None = None,
+    release: Callable[[], None] | None = None,
 ) -> Response:
     """A streaming response of ``entries`` (batches, as the readers yield them) in ``fmt``.
 
@@ -279,16 +303,19 @@ def stream_response(
             edge records ``edge_ttft`` and ``pipeline_lag``, sampled once per write (the
             write's oldest data entry) rather than per chunk: a write of k ready chunks costs
             one sample, and its lag is the largest of the k.
+        release: what frees the route's hold on the stream (its hub subscription): runs when
+            the response is over, whether or not ``entries`` ever started (module docstring).
     """
     recorder = state.recorder
     entry = fmt.entry
+    ended = False  # the server ended the response on purpose (end of log, cut, error)
 
     async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal ended
         state.response_started()
         first = True
         sent = 0
         timed_first = False
-        ended = False  # the server ended the response on purpose (end of log, cut, error)
         try:
             if prime is not None and fmt.format == "sse":
                 yield fmt.prime(prime)
@@ -338,10 +365,14 @@ def stream_response(
                     )
                 )
         finally:
-            await entries.aclose()  # releases the hub subscription
-            if not ended:
-                recorder.incr(CLIENT_DISCONNECTS, model)
+            await entries.aclose()  # the log iterator's own cleanup, if it started
             state.response_ended()
+
+    def on_close() -> None:
+        if release is not None:
+            release()
+        if not ended:  # the client left (before the first byte, too), or a write stalled
+            recorder.incr(CLIENT_DISCONNECTS, model)
 
     headers = {
         "X-Stream-Id": stream_id,
@@ -356,4 +387,5 @@ def stream_response(
         media_type=fmt.media_type,
         # A peer that stopped reading (no FIN, full window) must not hold the stream forever.
         send_timeout=max(30.0, 4 * state.settings.heartbeat_s),
+        on_close=on_close,
     )

@@ -40,12 +40,16 @@ an OpenAI-shaped body whose ``code`` and message say why: ``redis_unavailable``,
 member of ``Keys.producers()`` scored after now). Whether writes are accepted is probed with
 ``ZADD XX`` of a member that is never there, a no-op that Redis refuses (before running it)
 exactly when it refuses writes for lack of memory, on the nodes holding the active index,
-the producers' leases and each request partition.
+the producers' leases and each request partition. A 200 carries ``X-FakeAI-Hub-Keys``,
+``X-FakeAI-Hub-Subscriptions`` and ``X-FakeAI-Open-Responses``: what the edge holds for open
+responses (diagnostics).
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
@@ -194,6 +198,7 @@ async def get_stream(request: Request) -> Response:
     meta = StreamMeta.from_hash(snap.meta)
     key = state.keys.chunks(sid)
     heartbeat = state.settings.heartbeat_s if fmt == "sse" else None
+    release: Callable[[], None] | None = None
     if finished:
         base = int(meta.accepted_at * 1e6) if meta.accepted_at and pos.seq == 0 else None
         entries = read_finished(
@@ -210,6 +215,8 @@ async def get_stream(request: Request) -> Response:
     else:
         start = last.id.decode() if last is not None else f"{created_ms}-0"
         sub = state.hub.subscribe(key, start, state.settings.client_buffer)
+        # The response releases it whenever it ends, even if the log was never read.
+        release = functools.partial(state.hub.unsubscribe, sub)
         entries = read_live(
             state.redis,
             state.hub,
@@ -229,6 +236,7 @@ async def get_stream(request: Request) -> Response:
         model=meta.model or "unknown",
         prime=str(pos),
         disconnect_after=cut,
+        release=release,
     )
 
 
@@ -365,7 +373,17 @@ async def readyz(request: Request) -> Response:
             code="no_producers",
             retry_after_s=1,
         )
-    return JSONResponse({"status": "ready", "producers": int(producers)})
+    hub = state.hub
+    return JSONResponse(
+        {"status": "ready", "producers": int(producers)},
+        # What this edge holds for open responses: counts that stay up while no client is
+        # connected are a leak (infra/scripts/edge_rss_cycles.py prints them).
+        headers={
+            "X-FakeAI-Hub-Keys": str(hub.keys),
+            "X-FakeAI-Hub-Subscriptions": str(hub.subscriptions),
+            "X-FakeAI-Open-Responses": str(state.responses),
+        },
+    )
 
 
 routes: list[BaseRoute] = [
