@@ -63,7 +63,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakeai.config import Settings
 from fakeai.errors import ApiError, PayloadTooLarge, Unauthorized, error_body
-from fakeai.services.edge import openai_routes, openapi, stream_routes
+from fakeai.services.edge import conventions, openai_routes, openapi, responses_api, stream_routes
 from fakeai.services.edge.faults import FaultDice, parse_fault_rates
 from fakeai.services.edge.hub import Hub
 from fakeai.services.edge.limits import Limiter
@@ -234,7 +234,14 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("edge stopped")
 
     return _EdgeApp(
-        routes=[*openai_routes.routes, *stream_routes.routes, *metrics_routes, *openapi.routes],
+        routes=[
+            *openai_routes.routes,
+            *responses_api.routes,
+            *conventions.routes,
+            *stream_routes.routes,
+            *metrics_routes,
+            *openapi.routes,
+        ],
         middleware=[Middleware(EdgeMiddleware, settings=settings, tenants=tenants)],
         exception_handlers={
             ApiError: _api_error,
