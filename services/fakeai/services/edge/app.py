@@ -63,7 +63,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakeai.config import Settings
 from fakeai.errors import ApiError, PayloadTooLarge, Unauthorized, error_body
-from fakeai.services.edge import conventions, openai_routes, openapi, responses_api, stream_routes
+from fakeai.services.edge import (
+    conventions,
+    dashboard,
+    openai_routes,
+    openapi,
+    responses_api,
+    stream_routes,
+)
 from fakeai.services.edge.faults import FaultDice, parse_fault_rates
 from fakeai.services.edge.hub import Hub
 from fakeai.services.edge.limits import Limiter
@@ -238,6 +245,7 @@ def create_app(settings: Settings) -> Starlette:
             *openai_routes.routes,
             *responses_api.routes,
             *conventions.routes,
+            *dashboard.routes,
             *stream_routes.routes,
             *metrics_routes,
             *openapi.routes,

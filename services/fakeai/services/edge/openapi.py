@@ -418,13 +418,18 @@ def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once; do not modify the returned dict). The Responses
     API and the conventions modules add their own paths and schemas (imported here: they may
     use this module's helpers)."""
-    from fakeai.services.edge import conventions, responses_api
+    from fakeai.services.edge import conventions, dashboard, responses_api
 
     _, defs = models_json_schema(
         [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation")],
         ref_template=_REF,
     )
-    schemas = {**_schemas(), **responses_api.OPENAPI_SCHEMAS, **conventions.OPENAPI_SCHEMAS}
+    schemas = {
+        **_schemas(),
+        **responses_api.OPENAPI_SCHEMAS,
+        **conventions.OPENAPI_SCHEMAS,
+        **dashboard.OPENAPI_SCHEMAS,
+    }
     request_schemas: dict[str, Any] = defs.get("$defs", {})
     clash = set(schemas) & set(request_schemas)
     if clash:  # a new request model named like a response schema: rename one of them
@@ -436,7 +441,12 @@ def document() -> dict[str, Any]:
             "version": _version(),
             "summary": "An OpenAI-compatible fake LLM server with durable, resumable streams",
         },
-        "paths": {**_paths(), **responses_api.OPENAPI_PATHS, **conventions.OPENAPI_PATHS},
+        "paths": {
+            **_paths(),
+            **responses_api.OPENAPI_PATHS,
+            **conventions.OPENAPI_PATHS,
+            **dashboard.OPENAPI_PATHS,
+        },
         "components": {
             "schemas": {**request_schemas, **schemas},
             "headers": {
