@@ -74,6 +74,8 @@ def output_bound(body: Mapping[str, Any], endpoint: str) -> int:
     cap = _int(body.get("max_completion_tokens"))
     if cap is None:
         cap = _int(body.get("max_tokens"))
+    if cap is None:
+        cap = _int(body.get("max_output_tokens"))  # the Responses API's name
     per_choice = max(cap if cap is not None else NATURAL_MAX, _int(body.get("min_tokens")) or 0)
     return _choices(body, endpoint) * per_choice
 

@@ -12,6 +12,9 @@ Length controls follow OpenAI and vLLM (the sampling parameters benchmarks rely 
   natural length (20-300 pieces, seeded);
 - ``stop`` cuts the text before the first occurrence of any stop string (``"stop"``).
 
+With tools offered, a turn calls the first function, except after a tool result (the last
+message has role ``tool``), which is answered in text unless ``tool_choice`` forces a call.
+
 ``usage.completion_tokens`` is the number of pieces over all choices, so a stream that sends
 one piece per chunk agrees with its usage chunk.
 """
@@ -164,8 +167,23 @@ def _text_for_choice(
     return _finish_text(text, limits)
 
 
+def _answers_tool_result(body: Mapping[str, Any]) -> bool:
+    """The conversation ends with a tool result: the last message has role ``tool``."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return False
+    last = messages[-1]
+    return isinstance(last, Mapping) and last.get("role") == "tool"
+
+
 def _pick_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The function a tool turn calls, or None when this turn answers in text."""
+    """The function a tool turn calls, or None when this turn answers in text.
+
+    A turn that follows a tool result answers in text unless the request forces a call
+    (``tool_choice`` ``required`` or naming a function): that is how agent loops end (the
+    OpenAI Agents SDK, openai-node ``runTools`` and LangChain agents call tools until the
+    model answers in text).
+    """
     tools = body.get("tools")
     choice = body.get("tool_choice")
     functions: list[Mapping[str, Any]] = [
@@ -177,7 +195,9 @@ def _pick_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
         raise InvalidRequestValue("tool_choice", "tool_choice 'required' needs at least one tool")
     if not functions or choice == "none":
         return None
-    if choice is None or choice in ("auto", "required"):
+    if choice is None or choice == "auto":
+        return None if _answers_tool_result(body) else functions[0]
+    if choice == "required":
         return functions[0]
     if isinstance(choice, Mapping):
         name = (choice.get("function") or {}).get("name")

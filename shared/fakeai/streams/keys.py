@@ -13,6 +13,9 @@ Layout 2 (prefix ``fakeai`` by default; ``<b>`` = :func:`bucket_for` of the stre
     fakeai:limits:{k:<tenant>}:streams    zset    a tenant's running streams, by lapse time
     fakeai:{<b>}:<sid>:chunks             stream  one stream's log: entry id <created_ms>-<seq>
     fakeai:{<b>}:<sid>:meta               hash    status, model, timings, counts
+    fakeai:{<b>}:<sid>:conversation       string  a stored Responses API response's input
+                                                  and history (JSON), for retrieve,
+                                                  input_items and previous_response_id
     fakeai:streams:active                 zset    running stream ids, scored by created_ms
     fakeai:events:{e<p>}                  stream  firehose partition p; groups "metrics", observers
     fakeai:ts:{<model>}:<metric>:<res>:<bucket>      hash  one time-series bucket
@@ -135,6 +138,10 @@ class Keys:
 
     def meta(self, stream_id: str) -> str:
         return f"{self.stream_tag(stream_id)}:meta"
+
+    def conversation(self, stream_id: str) -> str:
+        """A stored response's input items and the history before them (Responses API)."""
+        return f"{self.stream_tag(stream_id)}:conversation"
 
     def active(self) -> str:
         return f"{self.prefix}:streams:active"

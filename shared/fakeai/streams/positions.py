@@ -1,6 +1,7 @@
 """Stream ids and positions in a stream's log: pure functions, no I/O.
 
-A stream id is ``<prefix>-<created_ms as 11 hex digits><24 random hex digits>``: 96 random bits
+A stream id is ``<prefix>-<created_ms as 11 hex digits><24 random hex digits>`` (``chatcmpl-``,
+``cmpl-``; a Responses API stream, whose id is the response id, ``resp_``): 96 random bits
 make it unguessable, and the embedded creation time lets the edge tell an expired stream (410)
 from one that never existed (404) after its keys are gone.
 
@@ -22,26 +23,35 @@ __all__ = [
     "created_ms_of",
     "decide_resume",
     "entry_id",
+    "is_response_id",
     "new_stream_id",
     "parse_entry_id",
 ]
 
-_SID_RE = re.compile(r"^(chatcmpl|cmpl)-([0-9a-f]{11})([0-9a-f]{24})$")
+_SID_RE = re.compile(r"^(?:chatcmpl-|cmpl-|resp_)([0-9a-f]{11})([0-9a-f]{24})$")
+_PREFIXES = {"chat": "chatcmpl-", "completion": "cmpl-", "responses": "resp_"}
 _ENTRY_RE = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 _U64 = (1 << 64) - 1
 """Redis stream ids are two unsigned 64-bit integers."""
 
 
 def new_stream_id(kind: str, created_ms: int) -> str:
-    """A fresh stream id: ``chatcmpl-…`` for chat, ``cmpl-…`` for completions."""
-    prefix = "chatcmpl" if kind == "chat" else "cmpl"
-    return f"{prefix}-{created_ms:011x}{secrets.token_hex(12)}"
+    """A fresh stream id: ``chatcmpl-…`` for chat, ``cmpl-…`` for completions, ``resp_…`` for
+    the Responses API."""
+    prefix = _PREFIXES.get(kind, "cmpl-")
+    return f"{prefix}{created_ms:011x}{secrets.token_hex(12)}"
+
+
+def is_response_id(stream_id: str) -> bool:
+    """The stream is a Responses API response : each entry of its log holds one Responses
+    API event, and the edge names its SSE events."""
+    return stream_id.startswith("resp_")
 
 
 def created_ms_of(stream_id: str) -> int | None:
     """The creation time embedded in a stream id, or None when the id is not one of ours."""
     m = _SID_RE.match(stream_id)
-    return int(m.group(2), 16) if m else None
+    return int(m.group(1), 16) if m else None
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -14,6 +14,18 @@ becomes ``data: {"error": {...}}`` then ``data: [DONE]``. An interruption by the
 client, shutdown) is an error event *without* ``id:``, so the client's Last-Event-ID stays on
 the last chunk it really received, then ``data: [DONE]``.
 
+Responses API streams (``named``): each event also names its type, as OpenAI sends them
+(https://platform.openai.com/docs/api-reference/responses-streaming)::
+
+    event: <type>             the event's ``type`` (the JSON's first member, as the producer
+    id: <entry id>            encodes it); sequence_number = entry seq - 1
+    data: <event JSON>
+
+There is no ``data: [DONE]``: a terminal ``d`` writes nothing (``response.completed`` or
+``response.incomplete`` came before it), a terminal ``e`` becomes the ``error`` event
+``{"type":"error","code","message","param","sequence_number"}`` with the next sequence number,
+and an interruption by the edge the same event without ``id:`` or ``sequence_number``.
+
 JSON Lines: ``{"id","type":"chunk","data"}``, ``{"id","type":"done"}``,
 ``{"id","type":"error","error"}`` (``"response"`` for a whole non-streaming response).
 Text: the generated text only; an error adds one ``[error] <code>: <message>`` line.
@@ -31,7 +43,15 @@ from fakeai.streaming.sse import chunk_text as sse_chunk_text
 from fakeai.streams.log import Entry, Kind
 from fakeai.wire import ErrorBody, decode_error, encode
 
-__all__ = ["FORMATS", "Format", "Formatter", "choose_format", "chunk_text", "formatter"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "Formatter",
+    "choose_format",
+    "chunk_text",
+    "event_type",
+    "formatter",
+]
 
 Format = Literal["sse", "jsonl", "text"]
 FORMATS: tuple[Format, ...] = ("sse", "jsonl", "text")
@@ -64,6 +84,35 @@ def choose_format(query: str | None, accept: str | None) -> Format:
     return "sse"
 
 
+_TEXT_DELTA = b'{"type":"response.output_text.delta"'
+_TYPE_HEAD = b'{"type":"'
+
+
+class _TextDelta(msgspec.Struct):
+    delta: str = ""
+
+
+class _Typed(msgspec.Struct):
+    type: str = "message"
+
+
+_delta_decoder = msgspec.json.Decoder(_TextDelta)
+_typed_decoder = msgspec.json.Decoder(_Typed)
+
+
+def event_type(data: bytes) -> bytes:
+    """The ``type`` of a Responses event's JSON: read off its head when ``type`` comes first
+    (as the producer encodes every event), else parsed."""
+    if data.startswith(_TYPE_HEAD):
+        end = data.find(b'"', len(_TYPE_HEAD))
+        if end > 0:
+            return data[len(_TYPE_HEAD) : end]
+    try:
+        return _typed_decoder.decode(data).type.encode()
+    except msgspec.DecodeError:
+        return b"message"
+
+
 class _Message(msgspec.Struct):
     content: str | None = None
 
@@ -83,6 +132,8 @@ _response_decoder = msgspec.json.Decoder(_Response)
 def chunk_text(data: bytes, *, whole: bool = False) -> str:
     """The text a chunk carries (``whole``: a non-streaming response); "" if none."""
     try:
+        if data.startswith(_TEXT_DELTA):  # a Responses API text delta
+            return _delta_decoder.decode(data).delta
         if not whole:
             return sse_chunk_text(_json_decode(data))
         parts = []
@@ -100,12 +151,27 @@ def _error_of(entry: Entry) -> ErrorBody:
         return ErrorBody(message="the stream failed", type="server_error", code="stream_error")
 
 
+def _error_event(body: ErrorBody, sequence_number: int | None = None) -> dict[str, object]:
+    """The Responses API's ``error`` event for ``body``."""
+    event: dict[str, object] = {
+        "type": "error",
+        "code": body.code,
+        "message": body.message,
+        "param": body.param,
+    }
+    if sequence_number is not None:
+        event["sequence_number"] = sequence_number
+    return event
+
+
 @dataclass(frozen=True, slots=True)
 class Formatter:
-    """Turns entries into bytes for one response; ``retry_ms`` goes on the first SSE event."""
+    """Turns entries into bytes for one response; ``retry_ms`` goes on the first SSE event;
+    ``named``: a Responses API stream (SSE events named by their type, no ``[DONE]``)."""
 
     format: Format
     retry_ms: int
+    named: bool = False
 
     @property
     def media_type(self) -> str:
@@ -128,17 +194,31 @@ class Formatter:
     def interrupted(self, body: ErrorBody) -> bytes:
         """The end of a response the edge cut short (resumable): error, then the end marker."""
         if self.format == "sse":
+            if self.named:
+                return b"event: error\ndata: " + encode(_error_event(body)) + b"\n\n"
             return b"data: " + encode({"error": body}) + b"\n\n" + _DONE
         if self.format == "jsonl":
             return b'{"id":null,"type":"error","error":' + encode(body) + b"}\n"
         return f"\n[error] {body.code}: {body.message}\n".encode()
 
     def _sse(self, e: Entry, first: bool) -> bytes:
+        if self.named:
+            return self._named(e, first)
         if not first:
             return e.sse  # built once per entry, shared by every client (see Entry.sse)
         # The first event of a response also carries ``retry:``, after its ``id:`` line.
         id_line = b"id: " + e.id + b"\n"
         return id_line + b"retry: %d\n" % self.retry_ms + e.sse[len(id_line) :]
+
+    def _named(self, e: Entry, first: bool) -> bytes:
+        if e.kind == Kind.DONE:
+            return b""
+        if e.kind == Kind.ERROR:
+            name, data = b"error", encode(_error_event(_error_of(e), e.seq - 1))
+        else:
+            name, data = event_type(e.data), e.data
+        retry = b"retry: %d\n" % self.retry_ms if first else b""
+        return b"event: " + name + b"\nid: " + e.id + b"\n" + retry + b"data: " + data + b"\n\n"
 
     def _jsonl(self, e: Entry) -> bytes:
         head = b'{"id":"' + e.id + b'","type":'
@@ -158,5 +238,5 @@ class Formatter:
         return chunk_text(e.data, whole=e.kind == Kind.RESPONSE).encode()
 
 
-def formatter(fmt: Format, retry_ms: int) -> Formatter:
-    return Formatter(fmt, retry_ms)
+def formatter(fmt: Format, retry_ms: int, *, named: bool = False) -> Formatter:
+    return Formatter(fmt, retry_ms, named)

@@ -31,7 +31,7 @@ __all__ = ["PATH", "document", "document_bytes", "openapi_endpoint", "routes"]
 
 PATH: Final = "/openapi.json"
 _REF = "#/components/schemas/{model}"
-_STREAM_ID = r"^(chatcmpl|cmpl)-[0-9a-f]{35}$"
+_STREAM_ID = r"^(?:(?:chatcmpl|cmpl)-|resp_)[0-9a-f]{35}$"
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ serializers down the line (msgspec and pydantic refuse a few hundred levels with
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,12 +29,14 @@ __all__ = [
     "ChatCompletionRequest",
     "CompletionRequest",
     "OpenAIRequest",
+    "ResponsesRequest",
     "check_caps",
     "check_depth",
+    "check_response_caps",
     "validate",
 ]
 
-M = TypeVar("M", bound="OpenAIRequest")
+M = TypeVar("M", bound="_Model")
 
 MAX_DEPTH = 64
 """Deepest JSON nesting accepted in a request body (objects and arrays); deeper is a 400."""
@@ -108,6 +111,90 @@ class CompletionRequest(OpenAIRequest):
     logprobs: int | None = Field(None, ge=0, le=5)
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1, le=20)
+
+
+class ResponsesRequest(_Model):
+    """``POST /v1/responses`` (https://platform.openai.com/docs/api-reference/responses/create).
+
+    ``max_output_tokens`` is at least 16, as OpenAI requires; ``store`` defaults to true.
+    """
+
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    stream: bool = False
+    background: bool | None = None
+    store: bool | None = None
+    max_output_tokens: int | None = Field(None, ge=16)
+    metadata: dict[str, str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    previous_response_id: str | None = None
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    user: str | None = None
+
+
+_METADATA_KEYS, _METADATA_KEY_LEN, _METADATA_VALUE_LEN = 16, 64, 512
+"""OpenAI's bounds on ``metadata``: 16 pairs, keys up to 64 characters, values up to 512."""
+
+
+def check_response_caps(req: ResponsesRequest, settings: Settings) -> None:
+    """The caps and rules of a Responses request that pydantic cannot say.
+
+    Raises:
+        BadRequest: ``max_output_tokens`` beyond the setting, ``background`` without ``store``,
+            ``metadata`` beyond OpenAI's bounds, a function tool without a valid ``name``, or
+            a ``tool_choice`` that names no tool.
+    """
+    cap = settings.max_output_tokens
+    _cap(req.max_output_tokens, "max_output_tokens", cap, "max_output_tokens")
+    if req.background and req.store is False:
+        raise BadRequest(
+            "background: a background response must be stored (store: true) so that it can be "
+            "retrieved",
+            param="background",
+        )
+    metadata = req.metadata or {}
+    if len(metadata) > _METADATA_KEYS or any(
+        len(k) > _METADATA_KEY_LEN or len(v) > _METADATA_VALUE_LEN for k, v in metadata.items()
+    ):
+        raise BadRequest(
+            f"metadata: at most {_METADATA_KEYS} pairs, keys up to {_METADATA_KEY_LEN} and values "
+            f"up to {_METADATA_VALUE_LEN} characters",
+            param="metadata",
+        )
+    names: list[str] = []
+    for i, tool in enumerate(req.tools or ()):
+        if tool.get("type") == "function":
+            name = tool.get("name")
+            if not isinstance(name, str) or not re.match(_FUNCTION_NAME, name):
+                raise BadRequest(
+                    f"tools.{i}.name: a function tool needs a name of 1-64 letters, digits, "
+                    f"underscores or dashes; got {name!r}",
+                    param=f"tools.{i}.name",
+                )
+            names.append(name)
+    choice = req.tool_choice
+    if isinstance(choice, str) and choice not in ("none", "auto", "required"):
+        raise BadRequest(
+            f"tool_choice: expected 'none', 'auto', 'required' or an object; got {choice!r}",
+            param="tool_choice",
+        )
+    if choice == "required" and not req.tools:
+        raise BadRequest("tool_choice: 'required' needs at least one tool", param="tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = choice.get("name")
+        if name not in names:
+            raise BadRequest(
+                f"tool_choice: names function {name!r}, which is not among the tools "
+                f"({', '.join(map(repr, names)) or 'none'})",
+                param="tool_choice.name",
+            )
 
 
 def check_depth(body: Any, limit: int = MAX_DEPTH) -> None:

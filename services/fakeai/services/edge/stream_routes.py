@@ -22,7 +22,9 @@ than the retention: then it may have existed and expired, and it is 410 ``stream
 With retention 0 (keep forever) keys never expire, so a missing stream is always 404.
 
 SSE on this endpoint starts with a priming event (``id:`` = the position resumed from, and
-``retry:``), so a client that drops before its first chunk still has a Last-Event-ID.
+``retry:``), so a client that drops before its first chunk still has a Last-Event-ID; not on a
+Responses API stream (``resp_…``), whose events are named and whose clients (the openai SDKs)
+parse the data of every event.
 
 On a Redis Cluster every endpoint works unchanged: no command names keys of two slots. A
 stream's meta hash and log share its bucket's hash tag, so the snapshot pipeline goes to one
@@ -67,8 +69,8 @@ from fakeai.services.edge.faults import (
     inject,
     status_error,
 )
-from fakeai.services.edge.formats import Formatter, choose_format
-from fakeai.services.edge.openai_routes import disconnect_after
+from fakeai.services.edge.formats import Format, Formatter, choose_format
+from fakeai.services.edge.publish import disconnect_after
 from fakeai.services.edge.reader import live_until, parse_pace, read_finished, read_live
 from fakeai.services.edge.responses import stream_response
 from fakeai.services.edge.state import EdgeState, edge_state
@@ -77,9 +79,10 @@ from fakeai.services.edge.unavailable import out_of_memory, redis_unavailable
 from fakeai.streams import ResumeVerdict, created_ms_of, decide_resume, parse_entry_id
 from fakeai.streams.log import PAGE, Entry, parse_entry
 from fakeai.streams.meta import F, StreamMeta
+from fakeai.streams.positions import is_response_id
 from fakeai.wire import CancelSignal, encode
 
-__all__ = ["routes"]
+__all__ = ["Snapshot", "gone", "request_cancel", "routes", "serve_stream", "snapshot"]
 
 _CANCELS_MAXLEN = 10_000
 """Cancel signals are only interesting while fresh: keep the stream short."""
@@ -94,7 +97,7 @@ def _created_ms(stream_id: str) -> int:
     return created
 
 
-def _gone(state: EdgeState, stream_id: str, created_ms: int) -> Exception:
+def gone(state: EdgeState, stream_id: str, created_ms: int) -> Exception:
     """404 or 410 for a stream whose keys are not in Redis."""
     retention = state.settings.retention_s
     if retention and time.time() * 1000 > created_ms + retention * 1000:
@@ -105,7 +108,7 @@ def _gone(state: EdgeState, stream_id: str, created_ms: int) -> Exception:
     return NotFound(f"stream {stream_id} not found", param="stream_id", code="stream_not_found")
 
 
-class _Snapshot:
+class Snapshot:
     """What one round trip tells about a stream (:func:`_snapshot`)."""
 
     __slots__ = ("exists", "last", "length", "meta", "page")
@@ -132,7 +135,7 @@ class _Snapshot:
         return self.last is not None and self.last.terminal
 
 
-async def _snapshot(state: EdgeState, stream_id: str, after: str | None = None) -> _Snapshot:
+async def snapshot(state: EdgeState, stream_id: str, after: str | None = None) -> Snapshot:
     """Meta hash, log exists, newest entry, log length and, with ``after``, the first page of
     entries after it: one round trip (one slot: the stream's bucket)."""
     key = state.keys.chunks(stream_id)
@@ -146,20 +149,36 @@ async def _snapshot(state: EdgeState, stream_id: str, after: str | None = None) 
     meta, exists, rows, length, *more = await pipe.execute()
     last = parse_entry(*rows[0]) if rows else None
     page = [parse_entry(i, f) for i, f in more[0]] if more else None
-    return _Snapshot(meta, bool(meta) or bool(exists), last, int(length), page)
+    return Snapshot(meta, bool(meta) or bool(exists), last, int(length), page)
 
 
 async def get_stream(request: Request) -> Response:
     state = edge_state(request)
     state.check_open()
     sid: str = request.path_params["stream_id"]
-    created_ms = _created_ms(sid)
     fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
-    pace = parse_pace(request.query_params.get("pace"))
-    cut = disconnect_after(request)
     raw_last = request.headers.get("last-event-id")
     if raw_last is None:
         raw_last = request.query_params.get("last_event_id")
+    return await serve_stream(request, state, sid, raw_last, fmt)
+
+
+async def serve_stream(
+    request: Request,
+    state: EdgeState,
+    sid: str,
+    raw_last: str | None,
+    fmt: Format,
+    *,
+    param: str = "last_event_id",
+    position: str | None = None,
+) -> Response:
+    """The stream ``sid`` after the event id ``raw_last`` (from its start when None), in
+    ``fmt``: the resume and replay of the module docstring. ``param`` and ``position`` (what
+    the client sent, when it was not an event id) name the position in 400 answers."""
+    created_ms = _created_ms(sid)
+    pace = parse_pace(request.query_params.get("pace"))
+    cut = disconnect_after(request)
 
     # The first page after the client's position comes with the snapshot (module docstring).
     hint = parse_entry_id(raw_last) if raw_last else None
@@ -170,7 +189,7 @@ async def get_stream(request: Request) -> Response:
         streaming=True,
         max_stall_s=state.settings.max_timing_ms / 1000,
     )
-    snap = await _snapshot(state, sid, after=f"{created_ms}-{after_seq}")
+    snap = await snapshot(state, sid, after=f"{created_ms}-{after_seq}")
     last, finished = snap.last, snap.finished
     verdict, pos = decide_resume(
         raw_last,
@@ -180,7 +199,7 @@ async def get_stream(request: Request) -> Response:
         finished=finished,
     )
     if verdict is ResumeVerdict.EXPIRED:
-        raise _gone(state, sid, created_ms)
+        raise gone(state, sid, created_ms)
     if verdict is not ResumeVerdict.OK:
         reason = {
             ResumeVerdict.MALFORMED: "is not an event id of the form <ms>-<seq>",
@@ -188,15 +207,15 @@ async def get_stream(request: Request) -> Response:
             ResumeVerdict.BEYOND: "is past the end of this finished stream, whose last "
             f"event id is {last.id.decode() if last else None}",
         }[verdict]
-        raise BadRequest(
-            f"Last-Event-ID {raw_last!r} {reason}", param="last_event_id", code="invalid_event_id"
-        )
+        shown = f"{param} {position!r}" if position is not None else f"Last-Event-ID {raw_last!r}"
+        raise BadRequest(f"{shown} {reason}", param=param, code="invalid_event_id")
     page = snap.page if pos.seq == after_seq else None
     if isinstance(fault, StatusFault):
         raise status_error(fault)
 
     meta = StreamMeta.from_hash(snap.meta)
     key = state.keys.chunks(sid)
+    named = is_response_id(sid)
     heartbeat = state.settings.heartbeat_s if fmt == "sse" else None
     release: Callable[[], None] | None = None
     if finished:
@@ -231,10 +250,11 @@ async def get_stream(request: Request) -> Response:
     return stream_response(
         state,
         inject(entries, fault, closing=state.closing),
-        Formatter(fmt, state.settings.retry_ms),
+        Formatter(fmt, state.settings.retry_ms, named=named),
         stream_id=sid,
         model=meta.model or "unknown",
-        prime=str(pos),
+        # No priming event on a Responses stream: the openai SDKs parse every event's data.
+        prime=None if named else str(pos),
         disconnect_after=cut,
         release=release,
     )
@@ -244,9 +264,9 @@ async def stream_info(request: Request) -> Response:
     state = edge_state(request)
     sid: str = request.path_params["stream_id"]
     created_ms = _created_ms(sid)
-    snap = await _snapshot(state, sid)
+    snap = await snapshot(state, sid)
     if not snap.exists or not visible(tenant_of(request.scope), snap.meta):
-        raise _gone(state, sid, created_ms)
+        raise gone(state, sid, created_ms)
     m, last, length = StreamMeta.from_hash(snap.meta), snap.last, snap.length
     error = {"code": m.error_code, "message": m.error_message} if m.error_code else None
     return JSONResponse(
@@ -319,18 +339,24 @@ async def cancel_stream(request: Request) -> Response:
     state = edge_state(request)
     sid: str = request.path_params["stream_id"]
     created_ms = _created_ms(sid)
-    snap = await _snapshot(state, sid)
+    snap = await snapshot(state, sid)
     if not snap.exists or not visible(tenant_of(request.scope), snap.meta):
-        raise _gone(state, sid, created_ms)
+        raise gone(state, sid, created_ms)
     m = StreamMeta.from_hash(snap.meta)
     if m.finished or snap.finished:
         return JSONResponse({"id": sid, "status": m.status, "cancel_requested": False})
+    await request_cancel(state, sid)
+    return JSONResponse({"id": sid, "status": "cancelling", "cancel_requested": True})
+
+
+async def request_cancel(state: EdgeState, sid: str) -> None:
+    """Ask the producers to stop stream ``sid``: the cancel signal, and the meta flag that a
+    producer yet to start the stream reads."""
     signal = CancelSignal(stream_id=sid, reason="cancelled", at=time.time())
     pipe = state.redis.pipeline(transaction=False)
     pipe.xadd(state.keys.cancels(), {"c": encode(signal)}, maxlen=_CANCELS_MAXLEN, approximate=True)
     pipe.hset(state.keys.meta(sid), F.CANCEL_REQUESTED, "1")
     await pipe.execute()
-    return JSONResponse({"id": sid, "status": "cancelling", "cancel_requested": True})
 
 
 async def healthz(request: Request) -> Response:

@@ -42,6 +42,9 @@ Redis out of memory (issue 10, finding 5): a stream whose writes Redis refuses f
 the writer retries them ends with ``e`` ``redis_full``, written as soon as Redis takes it
 (:mod:`.ending`).
 
+A Responses API stream (id ``resp_…``) is produced by :mod:`.response_events` from step 5
+on: one entry per Responses event, whatever its ``stream`` flag.
+
 ``stream: false`` requests get one ``r`` entry (the whole response) when the last token would
 have been due, then the terminal entry.
 """
@@ -52,9 +55,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fakeai.config.settings import Settings
 from fakeai.content import InvalidRequestValue, build_chat_completion, build_text_completion
@@ -68,6 +71,7 @@ from fakeai.services.producer.ending import (
     timeout,
 )
 from fakeai.services.producer.records import EndCode, Outcome, StreamRecords
+from fakeai.services.producer.response_events import stream_events
 from fakeai.services.producer.state import StreamState, read_states
 from fakeai.services.producer.writer import LogWriter
 from fakeai.streaming import StreamManager
@@ -80,6 +84,7 @@ from fakeai.streaming.base import (
 from fakeai.streams import Keys
 from fakeai.streams.client import RedisClient
 from fakeai.streams.log import Kind, Link
+from fakeai.streams.positions import is_response_id
 from fakeai.timing import LatencyModel
 from fakeai.wire import GenerationRequest, encode
 
@@ -95,6 +100,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _ENDPOINTS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
 
@@ -170,18 +177,23 @@ class StreamRun:
         )
         self.ending = Ending(self.records, deps.writer, deps.redis, deps.keys)
         self.end_code: str | None = None
-        self._ended = asyncio.Event()
+        self.ended = asyncio.Event()
+        """Set by :meth:`end`."""
         self._streaming = False
 
     @property
     def stream_id(self) -> str:
         return self.request.stream_id
 
+    def plan_seed(self) -> int:
+        """The seed of the stream's timing plan (:func:`plan_seed`)."""
+        return plan_seed(self.request)
+
     def end(self, code: str = EndCode.CANCELLED) -> None:
         """Stop the stream; it ends with an ``e`` entry carrying ``code``."""
         if self.end_code is None:
             self.end_code = code
-        self._ended.set()
+        self.ended.set()
         if self._streaming:
             self.deps.manager.cancel_stream(self.stream_id)
 
@@ -207,8 +219,8 @@ class StreamRun:
         if state.cancel_requested and self.end_code is None:
             self.end_code = EndCode.CANCELLED
         if self.end_code is not None:
-            return await self.ending.finish(seq + 1, seq, self._ended_outcome(0, 0))
-        if self._time_left() <= 0:
+            return await self.ending.finish(seq + 1, seq, self.ended_outcome(0, 0))
+        if self.time_left() <= 0:
             return await self.ending.finish(seq + 1, seq, timeout(self.deps.settings))
         await self.deps.writer.put(self.records.started(self.deps.producer))
         logger.info(
@@ -219,6 +231,8 @@ class StreamRun:
             state.last_seq,
             self.deliveries,
         )
+        if is_response_id(self.stream_id):
+            return await stream_events(self, seq)
         try:
             full = await self._build_response()
         except InvalidRequestValue as e:
@@ -249,16 +263,22 @@ class StreamRun:
                 model=req.model,
             )
 
+        return await self.build(make)
+
+    async def build(self, make: Callable[[], T]) -> T:
+        """``make()``, the response builder of this stream: on the loop when the response is
+        small, else in a worker thread (:data:`BUILD_INLINE_PIECES`, :data:`BUILDS_AT_ONCE`)."""
+        req = self.request
         if output_bound(req.body, req.endpoint) <= BUILD_INLINE_PIECES:
             return make()
         async with self.deps.builds:
             return await asyncio.to_thread(make)
 
-    def _time_left(self) -> float:
+    def time_left(self) -> float:
         """Seconds the stream may still run (``settings.max_stream_s`` from its arrival)."""
         return self.deps.settings.max_stream_s - (time.time() - self.request.accepted_at)
 
-    def _timing(self) -> tuple[bool, float | None, float | None]:
+    def timing(self) -> tuple[bool, float | None, float | None]:
         """(latency simulation on, ttft_ms, itl_ms) for this request."""
         req = self.request
         if req.ttft_ms is not None or req.itl_ms is not None:
@@ -267,14 +287,14 @@ class StreamRun:
             return True, req.ttft_ms, req.itl_ms
         return self.deps.settings.latency_simulation, None, None
 
-    def _origin(self) -> float:
+    def origin(self) -> float:
         """The request's arrival (``accepted_at``, Unix time) on the event loop's clock."""
         return asyncio.get_running_loop().time() - (time.time() - self.request.accepted_at)
 
     def _chunks(self, full: Mapping[str, Any]) -> AsyncGenerator[StreamChunk, None]:
         req = self.request
         body = req.body
-        simulate, ttft_ms, itl_ms = self._timing()
+        simulate, ttft_ms, itl_ms = self.timing()
         stream_type = StreamType.CHAT if req.endpoint == "chat" else StreamType.COMPLETION
         usage = full.get("usage") or {}
         options = body.get("stream_options")
@@ -285,7 +305,7 @@ class StreamRun:
             model=req.model,
             full_response=full,
             endpoint=_ENDPOINTS[req.endpoint],
-            timeout_seconds=max(self._time_left(), 0.001),
+            timeout_seconds=max(self.time_left(), 0.001),
             stream_id=req.stream_id,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             temperature=temperature if isinstance(temperature, (int, float)) else None,
@@ -294,7 +314,7 @@ class StreamRun:
             ttft_ms=ttft_ms,
             itl_ms=itl_ms,
             seed=plan_seed(req),
-            start_time=self._origin(),
+            start_time=self.origin(),
             created=req.created_ms // 1000,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         )
@@ -342,14 +362,14 @@ class StreamRun:
         seq = max(seq, skip)
         if outcome is None:
             outcome = (
-                self._ended_outcome(tokens, prompt_tokens(full))
+                self.ended_outcome(tokens, prompt_tokens(full))
                 if self.end_code is not None
                 else done(full, tokens)
             )
         return await self.ending.finish(seq + 1, seq, outcome)
 
     async def _whole(self, full: Mapping[str, Any], skip: int) -> str:
-        simulate, ttft_ms, itl_ms = self._timing()
+        simulate, ttft_ms, itl_ms = self.timing()
         usage = full.get("usage") or {}
         completion = int(usage.get("completion_tokens") or 0)
         timed_out = False
@@ -367,13 +387,13 @@ class StreamRun:
                 logger.warning("stream %s: no timing plan: %s", self.stream_id, e)
                 return await self.ending.finish(skip + 1, skip, failure(e))
             wait_s = plan.total_s - (time.time() - self.request.accepted_at)
-            time_left = self._time_left()
+            time_left = self.time_left()
             timed_out = wait_s > time_left
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ended.wait(), max(0.0, min(wait_s, time_left)))
+                await asyncio.wait_for(self.ended.wait(), max(0.0, min(wait_s, time_left)))
         if self.end_code is not None:
             return await self.ending.finish(
-                skip + 1, skip, self._ended_outcome(0, prompt_tokens(full))
+                skip + 1, skip, self.ended_outcome(0, prompt_tokens(full))
             )
         if timed_out:
             return await self.ending.finish(
@@ -385,7 +405,7 @@ class StreamRun:
             )
         return await self.ending.finish(2, 1, done(full, completion))
 
-    def _ended_outcome(self, tokens: int, prompt: int) -> Outcome:
+    def ended_outcome(self, tokens: int, prompt: int) -> Outcome:
         code = self.end_code or EndCode.CANCELLED
         message = {
             EndCode.CANCELLED: "the stream was cancelled",
