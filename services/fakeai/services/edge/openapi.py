@@ -418,7 +418,7 @@ def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once; do not modify the returned dict). The Responses
     API and the conventions modules add their own paths and schemas (imported here: they may
     use this module's helpers)."""
-    from fakeai.services.edge import conventions, dashboard, responses_api
+    from fakeai.services.edge import conventions, dashboard, media_routes, responses_api
 
     _, defs = models_json_schema(
         [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation")],
@@ -429,6 +429,7 @@ def document() -> dict[str, Any]:
         **responses_api.OPENAPI_SCHEMAS,
         **conventions.OPENAPI_SCHEMAS,
         **dashboard.OPENAPI_SCHEMAS,
+        **media_routes.OPENAPI_SCHEMAS,
     }
     request_schemas: dict[str, Any] = defs.get("$defs", {})
     clash = set(schemas) & set(request_schemas)
@@ -446,6 +447,7 @@ def document() -> dict[str, Any]:
             **responses_api.OPENAPI_PATHS,
             **conventions.OPENAPI_PATHS,
             **dashboard.OPENAPI_PATHS,
+            **media_routes.OPENAPI_PATHS,
         },
         "components": {
             "schemas": {**request_schemas, **schemas},
