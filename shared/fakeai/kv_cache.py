@@ -6,7 +6,7 @@ of ``block_size`` tokens (vLLM's automatic prefix caching also caches whole bloc
 block is named by a chained hash, ``h_i = hash((h_{i-1}, block_i))``, so one set lookup per block
 answers "does this worker hold the prefix up to here". Each worker's cache is an LRU of at most
 ``max_blocks_per_worker`` blocks, so memory stays bounded however many distinct prompts arrive
-(upstream FakeAI's radix tree grows per prompt: ``perf-anchors.md`` §1c).
+(upstream FakeAI 0.3's radix tree grows with every distinct prompt).
 
 A request goes to the worker with the lowest cost
 ``kv_overlap_weight * blocks_to_prefill + load_balance_weight * active_requests``
@@ -14,6 +14,9 @@ A request goes to the worker with the lowest cost
 
 :class:`KVCacheMetrics` counts lookups, hits and reused tokens and estimates the prefill time
 saved. Both classes implement the hooks in :mod:`fakeai.hooks` and are thread-safe.
+
+Compatibility surface: ``SmartRouter``, ``KVCacheMetrics`` and ``tokenize_for_cache`` with
+FakeAI 0.3's calls; the radix tree itself is not reproduced (``docs/library.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
 
-__all__ = ["KVCacheMetrics", "SmartRouter", "prompt_token_ids"]
+__all__ = ["KVCacheMetrics", "SmartRouter", "prompt_token_ids", "tokenize_for_cache"]
 
 
 def _text_of(prompt: str | Sequence[Mapping[str, Any]]) -> str:
@@ -49,6 +52,11 @@ def prompt_token_ids(prompt: str | Sequence[Mapping[str, Any]]) -> list[int]:
     and a shared prefix of text gives a shared prefix of ids, which is all routing needs.
     """
     return [zlib.crc32(piece.encode()) for piece in split_pieces(_text_of(prompt))]
+
+
+def tokenize_for_cache(text: str) -> list[int]:
+    """FakeAI 0.3's name: :func:`prompt_token_ids` of a plain-text prompt."""
+    return prompt_token_ids(text)
 
 
 def _block_hashes(tokens: Sequence[int], block_size: int) -> list[int]:

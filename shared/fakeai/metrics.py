@@ -6,11 +6,15 @@ Memory is bounded: events are summed into one-second buckets (at most ``window_s
 series) and latency samples sit in ``deque(maxlen=max_samples)``.
 
 :meth:`MetricsTracker.get_metrics` always returns every key for every endpoint, with zeros
-where nothing happened yet: upstream FakeAI's ``/metrics`` raised ``KeyError: 'rate'`` once
-traffic existed (``llm-sim-anchors.md`` §0 item 9), and tools scrape it every 100 ms.
+where nothing happened yet: upstream FakeAI 0.3's ``/metrics`` raised ``KeyError: 'rate'``
+once traffic existed, and tools scrape it every 100 ms.
 
 All methods take one ``threading.Lock`` for a few microseconds, so the tracker is safe from
 several threads and from the event loop alike.
+
+Compatibility surface: ``MetricsTracker`` as the framework document and FakeAI 0.3's stream
+manager use it (constructor, ``track_*``, the stream calls, ``get_metrics`` with
+``streaming_stats``); see ``docs/library.md``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ Quality figures:
   spread equals the mean;
 - tokens/s = (tokens - 1) / (last token - first token): the decode rate, TTFT excluded;
 - a stall is a gap over 500 ms; a slow reader is a stream that hit backpressure.
+
+Compatibility surface: the methods of FakeAI 0.3's ``StreamingMetricsTracker`` with its
+keywords (``timestamp_ns=``, ``client_id=``, ``get_all_clients()``, ``clear_history()``,
+``reset()``, the stream counts); the statistics are dicts, not upstream's ``StreamLifecycle``
+objects (``docs/library.md``).
 """
 
 from __future__ import annotations
@@ -166,19 +171,28 @@ class StreamingMetricsTracker:
         self,
         stream_id: str,
         token: str,
-        chunk_size_bytes: int = 0,
+        chunk_size_bytes: int | None = 0,
         *,
         timestamp: float | None = None,
+        timestamp_ns: int | None = None,
     ) -> None:
-        """One token (or chunk) went out; ``chunk_size_bytes`` > 0 also counts a sent chunk."""
-        now = self._clock() if timestamp is None else timestamp
+        """One token (or chunk) went out; ``chunk_size_bytes`` > 0 also counts a sent chunk.
+
+        ``timestamp`` is on the tracker's clock (seconds); ``timestamp_ns`` (upstream's) is
+        ``time.time_ns()``, placed on the tracker's clock by how long ago it was."""
+        if timestamp is not None:
+            now = timestamp
+        elif timestamp_ns is not None:
+            now = self._clock() - (time.time_ns() - timestamp_ns) / 1e9
+        else:
+            now = self._clock()
         with self._lock:
             s = self._active.get(stream_id)
             if s is None:
                 return
             s.times.append(now)
             s.chars += len(token)
-            if chunk_size_bytes > 0:
+            if chunk_size_bytes:
                 s.chunk_sizes.append(chunk_size_bytes)
 
     def complete_stream(
@@ -196,7 +210,10 @@ class StreamingMetricsTracker:
 
     # -- more events (upstream names) --------------------------------------------------------
 
-    def cancel_stream(self, stream_id: str, error_message: str | None = None) -> None:
+    def cancel_stream(
+        self, stream_id: str, error_message: str | None = None, client_id: str | None = None
+    ) -> None:
+        """The stream was cancelled (``client_id`` is accepted; the stream's own is used)."""
         self._finish(stream_id, "cancelled", None, error_message)
 
     def record_chunk_sent(self, stream_id: str, chunk_size_bytes: int) -> None:
@@ -268,6 +285,36 @@ class StreamingMetricsTracker:
     def get_active_stream_count(self) -> int:
         with self._lock:
             return len(self._active)
+
+    def get_completed_stream_count(self) -> int:
+        """Streams that completed (ever, not only the retained ones)."""
+        with self._lock:
+            return self._counts["completed"]
+
+    def get_failed_stream_count(self) -> int:
+        """Streams that failed or were cancelled (upstream counts both as failed)."""
+        with self._lock:
+            return self._counts["failed"] + self._counts["cancelled"]
+
+    def get_all_clients(self) -> list[str]:
+        """Ids of the clients seen (bounded: the most recent ``max_active_streams``)."""
+        with self._lock:
+            return list(self._clients)
+
+    def clear_history(self) -> None:
+        """Forget finished streams and recent ITLs; live streams and counters stay."""
+        with self._lock:
+            self._done.clear()
+            self._itls.clear()
+
+    def reset(self) -> None:
+        """Forget everything: live and finished streams, clients and counters."""
+        with self._lock:
+            self._active.clear()
+            self._done.clear()
+            self._itls.clear()
+            self._clients.clear()
+            self._counts = dict.fromkeys(self._counts, 0)
 
     def get_aggregate_metrics(self) -> dict[str, Any]:
         """Counts and p50/p90/p99 of TTFT, ITL, tokens/s, jitter, smoothness (finished streams).

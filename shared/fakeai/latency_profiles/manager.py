@@ -1,7 +1,6 @@
 """The latency manager: a model's profile turned into the schedule of one stream.
 
-The model follows the decomposition used by llm-d-inference-sim and AIPerf's mock server
-(``/work/shared/notes/llm-sim-anchors.md`` §0 item 7):
+The model follows the decomposition used by llm-d-inference-sim and AIPerf's mock server:
 
 - TTFT = overhead + (prompt_tokens - cached_tokens) * prefill_ms_per_token; the overhead is
   sampled (Gaussian, std capped at 30 % of the mean, clamped to +-70 %), prefill is not;
@@ -11,9 +10,13 @@ The model follows the decomposition used by llm-d-inference-sim and AIPerf's moc
   concurrent streams of the model, from 1.0 (one stream) to ``load_itl_factor`` at
   ``max_concurrency_knee`` streams, and stays there.
 
-Upstream FakeAI draws one ITL per stream (``perf-anchors.md`` §1a), so its streams are
-unrealistically smooth; here every gap is its own draw. Per-request overrides (``ttft_ms`` /
-``itl_ms``) are exact: no jitter, no prefill, no load, so tests and benchmarks get fixed timings.
+Upstream FakeAI (0.3) draws one ITL per stream, so its streams are unrealistically smooth;
+here every gap is its own draw. Per-request overrides (``ttft_ms`` / ``itl_ms``) are exact: no
+jitter, no prefill, no load, so tests and benchmarks get fixed timings.
+
+Compatibility surface: ``get_latency_manager()`` and FakeAI 0.3's ``LatencyProfileManager``
+calls (``get_ttft``, ``get_itl``, ``get_generation_time``, ``start_request``/``end_request``,
+``get_active_requests``, ``reset_load``); see ``docs/library.md``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fakeai.streaming.base import (
     StreamCancelledException,
@@ -34,6 +34,7 @@ __all__ = [
     "finished",
     "generation_error",
     "interrupt",
+    "interrupt_from_any_thread",
     "on_chunk",
     "started",
     "status_of",
@@ -50,6 +51,10 @@ class StreamRecord:
     context: StreamContext
     metrics: StreamMetrics
     max_chunks: int | None
+    timeout: float
+    """Seconds the stream may run (the context's ``timeout_seconds``, or the manager's default)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop that runs the stream, once it started: interrupts from other threads go there."""
     status: StreamStatus = StreamStatus.PENDING
     armed: bool = False
     """The stream's task is awaiting the generator (not the consumer): it may be interrupted."""
@@ -108,20 +113,38 @@ def started(manager: StreamManager, rec: StreamRecord) -> None:
             if manager.kv_cache_metrics is not None:
                 manager.kv_cache_metrics.record_cache_lookup(ctx.endpoint, len(tokens), matched)
     if ctx.enable_latency_simulation and manager.latency_manager is not None:
-        manager.latency_manager.stream_started(ctx.model)
+        _count_load(manager.latency_manager, ctx.model, started=True)
     if manager.enable_metrics:
         if manager.metrics_tracker is not None:
             manager.metrics_tracker.track_request(ctx.endpoint)
             manager.metrics_tracker.start_stream(sid, ctx.endpoint)
-        if manager.streaming_metrics_tracker is not None:
-            manager.streaming_metrics_tracker.start_stream(
+        streaming = manager.streaming_metrics_tracker
+        if streaming is not None:
+            # client_id (client behaviour statistics) is passed only when the stream has one,
+            # so a hook without that keyword keeps working.
+            start: Any = streaming.start_stream
+            extra = {} if ctx.client_id is None else {"client_id": ctx.client_id}
+            start(
                 sid,
                 ctx.model,
                 prompt_tokens=ctx.prompt_tokens,
                 temperature=ctx.temperature,
                 max_tokens=ctx.max_tokens,
+                **extra,
             )
     logger.debug("stream %s started (%s, %s)", sid, ctx.stream_type.value, ctx.model)
+
+
+def _count_load(latency_manager: object, model: str, *, started: bool) -> None:
+    """``stream_started``/``stream_finished(model)``, or a FakeAI 0.3 style manager's
+    ``start_request``/``end_request()`` when it has only those."""
+    method = getattr(latency_manager, "stream_started" if started else "stream_finished", None)
+    if method is not None:
+        method(model)
+        return
+    legacy = getattr(latency_manager, "start_request" if started else "end_request", None)
+    if legacy is not None:
+        legacy()
 
 
 def on_chunk(manager: StreamManager, rec: StreamRecord, chunk: StreamChunk) -> None:
@@ -152,7 +175,7 @@ def finished(
         worker, tokens = rec.kv
         manager.kv_cache_router.complete_request(worker, tokens, rec.metrics.total_tokens)
     if ctx.enable_latency_simulation and manager.latency_manager is not None:
-        manager.latency_manager.stream_finished(ctx.model)
+        _count_load(manager.latency_manager, ctx.model, started=False)
     if manager.enable_metrics:
         _report(manager, rec, status, error, client_cancelled)
     if error is None:
@@ -201,3 +224,22 @@ def interrupt(rec: StreamRecord) -> None:
     if rec.armed and not rec.interrupted and task is not None:
         rec.interrupted = True
         task.cancel()
+
+
+def interrupt_from_any_thread(rec: StreamRecord) -> None:
+    """:func:`interrupt`, run on the stream's own loop when called from another thread (asyncio
+    objects are not thread-safe: ``Task.cancel`` must run on the task's loop)."""
+    loop = rec.loop
+    if loop is None:
+        return
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        interrupt(rec)
+        return
+    try:
+        loop.call_soon_threadsafe(interrupt, rec)
+    except RuntimeError:  # the loop is closed: the stream is gone with it
+        pass

@@ -8,6 +8,13 @@
 - :class:`AdaptiveChunker` sizes chunks so that each takes about a target time to deliver.
 
 All of it is pure (no I/O, no event loop); clocks are injectable for tests.
+
+Compatibility surface: every public name and call of FakeAI 0.3's ``fakeai.streaming.chunking``
+(``TokenChunker.chunk_tokens`` and ``TOKEN_PATTERN``, ``DeltaGenerator.reset()`` and
+``finish_reason=``, ``ProgressTracker`` counters, ETA and ``to_dict()``,
+``AdaptiveChunker.current_chunk_size`` and ``reset()``, ``TokenTiming``). Where upstream put
+a ``finish_reason`` inside a chat delta or raw bytes in an audio delta, this keeps OpenAI's
+wire shape; ``docs/library.md`` lists each difference.
 """
 
 from __future__ import annotations
@@ -17,15 +24,25 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AdaptiveChunker", "DeltaGenerator", "ProgressTracker", "TokenChunker"]
+__all__ = ["AdaptiveChunker", "DeltaGenerator", "ProgressTracker", "TokenChunker", "TokenTiming"]
 
 Clock = Callable[[], float]
 
 # A token is a run of word characters or one other non-space character (punctuation, symbols).
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(slots=True)
+class TokenTiming:
+    """When one token is due: its text, the delay before it, the wall-clock time it was made."""
+
+    token: str
+    delay_seconds: float
+    timestamp: float = field(default_factory=time.time)
 
 
 def _check_size(arg: str, value: int) -> None:
@@ -52,6 +69,16 @@ class TokenChunker:
         self.max_chunk_size = max_chunk_size
         self._rng = random.Random(seed)
 
+    TOKEN_PATTERN = _TOKEN_RE
+    """A token: a run of word characters, or one other non-space character."""
+
+    def _sizes(self) -> Iterator[int]:
+        """Chunk sizes, endlessly: drawn from ``[min, max]`` (fixed when they are equal)."""
+        lo, hi = self.min_chunk_size, self.max_chunk_size
+        rng = self._rng
+        while True:
+            yield lo if lo == hi else rng.randint(lo, hi)
+
     @staticmethod
     def tokenize(text: str) -> list[str]:
         """Words and punctuation marks of ``text``, whitespace dropped.
@@ -74,35 +101,59 @@ class TokenChunker:
         start = 0
         i = 0
         n = len(ends)
-        lo, hi = self.min_chunk_size, self.max_chunk_size
+        sizes = self._sizes()
         while i < n:
-            size = lo if lo == hi else self._rng.randint(lo, hi)
-            i = min(n, i + size)
+            i = min(n, i + next(sizes))
             end = ends[i - 1] if i < n else len(text)
             chunks.append(text[start:end])
             start = end
         return chunks
+
+    def chunk_tokens(self, tokens: list[str]) -> list[list[str]]:
+        """``tokens`` grouped in order into lists of ``min..max`` tokens (as :meth:`chunk_text`
+        sizes its chunks); only the last group may be shorter."""
+        groups: list[list[str]] = []
+        sizes = self._sizes()
+        i = 0
+        while i < len(tokens):
+            size = next(sizes)
+            groups.append(tokens[i : i + size])
+            i += size
+        return groups
+
+
+def _new_audio_id() -> str:
+    return f"audio_{secrets.token_hex(12)}"
 
 
 class DeltaGenerator:
     """Builds the ``delta`` objects of OpenAI streaming chunks (only the fields that are set).
 
     ``audio_id`` is the id every audio delta of this generator carries (one per response, as
-    OpenAI does); a random ``audio_…`` id when not given.
+    OpenAI does); a random ``audio_…`` id when not given. :meth:`reset` starts a new response.
     """
 
     def __init__(self, audio_id: str | None = None) -> None:
-        self.audio_id = audio_id if audio_id is not None else f"audio_{secrets.token_hex(12)}"
+        self.audio_id = audio_id if audio_id is not None else _new_audio_id()
+
+    def reset(self) -> None:
+        """Start a new response: a new random ``audio_id``."""
+        self.audio_id = _new_audio_id()
 
     @staticmethod
     def generate_chat_delta(
         role: str | None = None,
         content: str | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
+        finish_reason: str | None = None,
         refusal: str | None = None,
         reasoning_content: str | None = None,
     ) -> dict[str, Any]:
-        """A chat ``choices[].delta``: ``{"role": "assistant", "content": "Hello"}``."""
+        """A chat ``choices[].delta``: ``{"role": "assistant", "content": "Hello"}``.
+
+        ``finish_reason`` is accepted (upstream's keyword) but never put in the delta: OpenAI
+        sends it beside the delta, in the choice; :meth:`chat_choice` builds that choice.
+        """
         delta: dict[str, Any] = {}
         if role is not None:
             delta["role"] = role
@@ -117,13 +168,29 @@ class DeltaGenerator:
         return delta
 
     @staticmethod
-    def generate_completion_delta(text: str) -> dict[str, Any]:
-        """A legacy completion piece: ``{"text": "Hello"}`` (the ``choices[]`` text field)."""
-        return {"text": text}
+    def chat_choice(
+        delta: dict[str, Any], finish_reason: str | None = None, index: int = 0
+    ) -> dict[str, Any]:
+        """One ``choices[]`` entry of a ``chat.completion.chunk``: the delta, and the
+        ``finish_reason`` beside it (OpenAI's shape)."""
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+    @staticmethod
+    def generate_completion_delta(
+        text: str | None = None, finish_reason: str | None = None
+    ) -> dict[str, Any]:
+        """A legacy completion piece: ``{"text": "Hello"}``, plus ``finish_reason`` when given
+        (both are fields of a completions ``choices[]`` entry, so this is OpenAI's shape)."""
+        delta: dict[str, Any] = {}
+        if text is not None:
+            delta["text"] = text
+        if finish_reason is not None:
+            delta["finish_reason"] = finish_reason
+        return delta
 
     def generate_audio_delta(
         self,
-        audio_chunk: bytes,
+        audio_chunk: bytes | None = None,
         transcript_delta: str | None = None,
         audio_id: str | None = None,
     ) -> dict[str, Any]:
@@ -142,14 +209,17 @@ class DeltaGenerator:
 
 
 class ProgressTracker:
-    """Progress and throughput of one stream of ``total_tokens`` tokens.
+    """Progress and throughput of one stream of ``total_tokens`` tokens (None: not known).
 
     Times are measured from construction with ``clock`` (seconds; ``time.perf_counter``).
+    ``tokens_generated`` / ``chunks_generated`` are upstream's names for the counters.
     """
 
-    def __init__(self, total_tokens: int, clock: Clock = time.perf_counter) -> None:
-        if isinstance(total_tokens, bool) or not isinstance(total_tokens, int) or total_tokens < 0:
-            raise ValueError(f"total_tokens must be an integer >= 0; got {total_tokens!r}")
+    def __init__(self, total_tokens: int | None = None, clock: Clock = time.perf_counter) -> None:
+        if total_tokens is not None and (
+            isinstance(total_tokens, bool) or not isinstance(total_tokens, int) or total_tokens < 0
+        ):
+            raise ValueError(f"total_tokens must be an integer >= 0 or None; got {total_tokens!r}")
         self.total_tokens = total_tokens
         self.tokens_received = 0
         self.chunks_received = 0
@@ -169,11 +239,23 @@ class ProgressTracker:
         self.tokens_received += token_count
         self.chunks_received += 1
 
+    @property
+    def tokens_generated(self) -> int:
+        return self.tokens_received
+
+    @property
+    def chunks_generated(self) -> int:
+        return self.chunks_received
+
     def progress_percentage(self) -> float:
-        """Tokens received as a percentage of the total (0..100; 100 when the total is 0)."""
-        if self.total_tokens == 0:
+        """Tokens received as a percentage of the total (0..100): 100 when the total is 0,
+        0 when it is not known."""
+        total = self.total_tokens
+        if total is None:
+            return 0.0
+        if total == 0:
             return 100.0
-        return min(100.0, 100.0 * self.tokens_received / self.total_tokens)
+        return min(100.0, 100.0 * self.tokens_received / total)
 
     def elapsed_ms(self) -> float:
         return (self._clock() - self.start_time) * 1000.0
@@ -189,8 +271,27 @@ class ProgressTracker:
             return None
         return (self.first_chunk_time - self.start_time) * 1000.0
 
+    def estimated_time_remaining_seconds(self) -> float | None:
+        """Seconds left at the current rate; None before the first chunk or without a total."""
+        tps = self.tokens_per_second()
+        if self.total_tokens is None or self.first_chunk_time is None or tps <= 0:
+            return None
+        return max(0, self.total_tokens - self.tokens_received) / tps
+
     def is_complete(self) -> bool:
-        return self.tokens_received >= self.total_tokens
+        return self.total_tokens is not None and self.tokens_received >= self.total_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counters and derived figures by upstream's names."""
+        return {
+            "total_tokens": self.total_tokens,
+            "tokens_generated": self.tokens_received,
+            "chunks_generated": self.chunks_received,
+            "progress_percentage": self.progress_percentage(),
+            "time_to_first_chunk_ms": self.time_to_first_chunk_ms(),
+            "tokens_per_second": self.tokens_per_second(),
+            "estimated_time_remaining_seconds": self.estimated_time_remaining_seconds(),
+        }
 
 
 class AdaptiveChunker:
@@ -228,7 +329,27 @@ class AdaptiveChunker:
         self.min_chunk_size = min_chunk_size
         self.max_chunk_size = max_chunk_size
         self.target_chunk_delay_ms = float(target_chunk_delay_ms)
+        self.initial_chunk_size = initial_chunk_size
         self._size = initial_chunk_size
+
+    @property
+    def current_chunk_size(self) -> int:
+        """The chunk size now (:meth:`get_chunk_size`); settable within the bounds."""
+        return self._size
+
+    @current_chunk_size.setter
+    def current_chunk_size(self, value: int) -> None:
+        _check_size("current_chunk_size", value)
+        if not self.min_chunk_size <= value <= self.max_chunk_size:
+            raise ValueError(
+                f"current_chunk_size must be within [{self.min_chunk_size}, "
+                f"{self.max_chunk_size}]; got {value}"
+            )
+        self._size = value
+
+    def reset(self) -> None:
+        """Back to ``initial_chunk_size``, as a new stream starts."""
+        self._size = self.initial_chunk_size
 
     def adjust_chunk_size(self, actual_delay_ms: float) -> int:
         """Adapt to a chunk that took ``actual_delay_ms`` to deliver; returns the new size."""

@@ -22,8 +22,18 @@ from a foreign cancellation of the consumer's task (that one propagates), as
 ``asyncio.timeout`` does. Per chunk this costs a few attribute writes, not a loop timer
 cancelled and re-created twice (``asyncio.Timeout.reschedule``: ~15% of a producer's CPU).
 
-Iterate a stream from one task at a time, on the loop that runs the manager; call every method
-from that loop. Finished streams stay queryable for ``retention_seconds``, and at most
+Threads: one manager may serve several event loops in several threads (each stream runs on the
+loop that iterates it). Its registry sits behind one ``threading.Lock`` taken a few times per
+stream (never per chunk), and ``cancel_stream()`` from another thread hands the interrupt to the
+stream's own loop (``call_soon_threadsafe``). Iterate each stream from one task at a time, on
+one loop. The default trackers, latency manager and KV-cache classes are thread-safe too.
+
+Compatibility with FakeAI 0.3 (``fakeai.streaming.manager``): the same constructor and
+``create_stream`` keywords (plus ``**context_extras``); the query methods and
+``cancel_stream`` are plain methods, not coroutines, and ``get_stream_metrics`` returns the
+:class:`StreamMetrics` (``.to_dict()`` is upstream's dict); see ``docs/library.md``.
+
+Finished streams stay queryable for ``retention_seconds``, and at most
 ``max_finished_streams`` of them (the oldest go first), so a long-running process keeps bounded
 memory whatever its request rate; they are pruned lazily (no timer per finished stream).
 """
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -63,7 +74,7 @@ __all__ = ["CONTEXT_EXTRAS", "StreamManager"]
 
 CONTEXT_EXTRAS = frozenset(
     {"created", "start_time", "seed", "ttft_ms", "itl_ms", "cached_tokens", "include_usage"}
-    | {"metadata"}
+    | {"metadata", "request_metadata"}
 )
 """StreamContext fields that ``create_stream`` accepts as extra keyword arguments."""
 
@@ -74,6 +85,8 @@ _DEFAULTS: dict[StreamType, tuple[type[StreamingGenerator], str, str]] = {
     StreamType.AUDIO: (AudioStreamingGenerator, "chatcmpl-", "/v1/chat/completions"),
     StreamType.REALTIME: (RealtimeStreamingGenerator, "resp_", "/v1/realtime"),
 }
+_NO_DEFAULT = (StreamingGenerator, "stream-", "")
+"""Stream types without a built-in generator (image, embedding): ``generator=`` is required."""
 _STREAMING = StreamStatus.STREAMING
 
 
@@ -134,6 +147,7 @@ class StreamManager:
         self._expiry: deque[tuple[float, str]] = deque()
         self._pending: dict[str, float] = {}
         self._generators: dict[tuple[StreamType, bool], StreamingGenerator] = {}
+        self._lock = threading.Lock()
 
     # -- creating ------------------------------------------------------------------------------
 
@@ -185,21 +199,22 @@ class StreamManager:
             )
         if generator is None and full_response is None:
             raise ValueError("full_response is required unless a custom generator is given")
+        _, prefix, default_endpoint = _DEFAULTS.get(kind, _NO_DEFAULT)
+        if generator is None and kind not in _DEFAULTS:
+            raise ValueError(
+                f"stream_type {kind.value!r} has no built-in generator; pass generator="
+            )
         simulate = (
             self.enable_latency_simulation
             if enable_latency_simulation is None
             else enable_latency_simulation
         )
-        self._prune()
-        sid = stream_id or f"{_DEFAULTS[kind][1]}{secrets.token_hex(12)}"
-        old = self._streams.get(sid)
-        if old is not None and not old.status.is_final:
-            raise ValueError(f"stream_id {sid!r} is already in use by an active stream")
+        sid = stream_id or f"{prefix}{secrets.token_hex(12)}"
         context = StreamContext(
             stream_id=sid,
             stream_type=kind,
             model=model,
-            endpoint=endpoint or _DEFAULTS[kind][2],
+            endpoint=endpoint or default_endpoint,
             timeout_seconds=float(timeout),
             chunk_delay_seconds=chunk_delay_seconds,
             prompt_tokens=prompt_tokens,
@@ -209,12 +224,17 @@ class StreamManager:
             enable_latency_simulation=simulate,
             **context_extras,
         )
-        gen = generator if generator is not None else self._default_generator(kind, simulate)
-        rec = StreamRecord(context, StreamMetrics(sid), max_chunks)
-        self._streams[sid] = rec
-        self._active.add(sid)
-        # A stream that is never iterated is forgotten once its timeout and retention pass.
-        self._pending[sid] = time.monotonic() + timeout + self.retention_seconds
+        rec = StreamRecord(context, StreamMetrics(sid), max_chunks, float(timeout))
+        with self._lock:
+            self._prune()
+            old = self._streams.get(sid)
+            if old is not None and not old.status.is_final:
+                raise ValueError(f"stream_id {sid!r} is already in use by an active stream")
+            gen = generator if generator is not None else self._default_generator(kind, simulate)
+            self._streams[sid] = rec
+            self._active.add(sid)
+            # A stream that is never iterated is forgotten once its timeout and retention pass.
+            self._pending[sid] = time.monotonic() + timeout + self.retention_seconds
         return self._run(rec, gen, full_response)
 
     @staticmethod
@@ -244,12 +264,13 @@ class StreamManager:
     ) -> AsyncGenerator[StreamChunk, None]:
         ctx = rec.context
         sid = ctx.stream_id
-        if rec.status is not StreamStatus.PENDING:  # cancelled before it started
-            raise StreamCancelledException(sid, rec.cancel_reason)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ctx.timeout_seconds
-        rec.status = _STREAMING
-        self._pending.pop(sid, None)
+        loop = rec.loop = asyncio.get_running_loop()
+        deadline = loop.time() + rec.timeout
+        with self._lock:
+            if rec.status is not StreamStatus.PENDING:  # cancelled before it started
+                raise StreamCancelledException(sid, rec.cancel_reason)
+            rec.status = _STREAMING
+            self._pending.pop(sid, None)
         m = rec.metrics
         max_chunks = rec.max_chunks or 0
         hooks = self.enable_metrics and (
@@ -296,7 +317,7 @@ class StreamManager:
                 if rec.status is not _STREAMING:
                     raise StreamCancelledException(sid, rec.cancel_reason)
                 if loop.time() >= deadline:
-                    raise StreamTimeoutException(sid, ctx.timeout_seconds)
+                    raise StreamTimeoutException(sid, rec.timeout)
             rec.armed = False
             if rec.interrupted:  # the generator swallowed the interrupt and ended
                 raise asyncio.CancelledError
@@ -319,8 +340,8 @@ class StreamManager:
                 if task.uncancel() <= rec.cancelling_before:
                     if rec.status is StreamStatus.CANCELLED:
                         raise StreamCancelledException(sid, rec.cancel_reason) from None
-                    final, error = StreamStatus.TIMEOUT, f"timeout after {ctx.timeout_seconds:g}s"
-                    raise StreamTimeoutException(sid, ctx.timeout_seconds) from None
+                    final, error = StreamStatus.TIMEOUT, f"timeout after {rec.timeout:g}s"
+                    raise StreamTimeoutException(sid, rec.timeout) from None
             raise
         except Exception as exc:
             final, error = StreamStatus.FAILED, str(exc) or type(exc).__name__
@@ -346,10 +367,11 @@ class StreamManager:
     def _finish(
         self, rec: StreamRecord, status: StreamStatus, error: str | None, client_cancelled: bool
     ) -> None:
-        rec.status = status
-        rec.metrics.finish()
-        self._active.discard(rec.context.stream_id)
-        self._remember(rec, time.monotonic() + self.retention_seconds)
+        with self._lock:
+            rec.status = status
+            rec.metrics.finish()
+            self._active.discard(rec.context.stream_id)
+            self._remember(rec, time.monotonic() + self.retention_seconds)
         _lifecycle.finished(self, rec, status, error, client_cancelled)
 
     # -- control and queries ---------------------------------------------------------------------
@@ -359,46 +381,55 @@ class StreamManager:
 
         The consumer's iterator raises :class:`StreamCancelledException` promptly: at once if
         it is waiting for a chunk (even inside a generator's sleep), else at its next step.
+        Safe from any thread: the interrupt runs on the stream's own loop.
         """
-        rec = self._streams.get(stream_id)
-        if rec is None or rec.status.is_final:
-            return False
-        rec.cancel_reason = reason
-        if rec.status is StreamStatus.PENDING:
+        with self._lock:
+            rec = self._streams.get(stream_id)
+            if rec is None or rec.status.is_final:
+                return False
+            rec.cancel_reason = reason
+            pending = rec.status is StreamStatus.PENDING
             rec.status = StreamStatus.CANCELLED
-            self._active.discard(stream_id)
-            self._pending.pop(stream_id, None)
-            rec.metrics.finish()
-            self._remember(rec, time.monotonic() + self.retention_seconds)
-            return True
-        rec.status = StreamStatus.CANCELLED
-        interrupt(rec)  # only if it awaits the generator; else its next step raises
+            if pending:
+                self._active.discard(stream_id)
+                self._pending.pop(stream_id, None)
+                rec.metrics.finish()
+                self._remember(rec, time.monotonic() + self.retention_seconds)
+                return True
+        _lifecycle.interrupt_from_any_thread(rec)  # else its next step raises
         return True
 
     def get_stream_status(self, stream_id: str) -> StreamStatus | None:
         """The stream's status; a finished stream's final one for ``retention_seconds``."""
-        self._prune()
-        rec = self._streams.get(stream_id)
+        with self._lock:
+            self._prune()
+            rec = self._streams.get(stream_id)
         return rec.status if rec is not None else None
 
     def get_stream_metrics(self, stream_id: str) -> StreamMetrics | None:
         """The stream's metrics (live while it runs, final after), None when unknown."""
-        self._prune()
-        rec = self._streams.get(stream_id)
+        with self._lock:
+            self._prune()
+            rec = self._streams.get(stream_id)
         return rec.metrics if rec is not None else None
 
     def get_stream_context(self, stream_id: str) -> StreamContext | None:
-        rec = self._streams.get(stream_id)
+        with self._lock:
+            rec = self._streams.get(stream_id)
         return rec.context if rec is not None else None
 
     def active_streams(self) -> list[str]:
         """Ids of the streams that are pending or running."""
-        return list(self._active)
+        with self._lock:
+            return list(self._active)
 
     def get_active_stream_count(self) -> int:
-        return len(self._active)
+        with self._lock:
+            return len(self._active)
 
     # -- retention -------------------------------------------------------------------------------
+
+    # Both run under self._lock.
 
     def _remember(self, rec: StreamRecord, expires_at: float) -> None:
         rec.expires_at = expires_at

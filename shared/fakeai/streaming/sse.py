@@ -9,6 +9,12 @@ an event is ``field: value`` lines ended by a blank line; a value cannot hold a 
 multi-line text is sent as several ``data:`` lines, which the client joins with ``\\n``. Chat
 and completion chunks carry **no** ``event:`` line: OpenAI's streams have none, and SDKs that
 see a named event treat it as something else (openai-python dispatches on ``event``).
+
+Compatibility surface: every formatter of FakeAI 0.3's ``fakeai.streaming.sse`` with its calls
+(``SSEFormatter.format_custom_event``, ``OpenAIChatFormatter.format_chat_chunk``,
+``OpenAICompletionFormatter.format_completion_chunk``). Upstream wrote ``event: <chunk_type>``
+before chat chunks and its own error object; these keep OpenAI's wire format instead
+(``docs/library.md`` lists the differences).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from fakeai.streaming.base import ChunkFormatter, StreamChunk, StreamError
 
 __all__ = [
     "JSONLinesFormatter",
+    "OpenAIChatFormatter",
+    "OpenAICompletionFormatter",
     "PlainTextFormatter",
     "SSEFormatter",
     "chunk_text",
@@ -109,6 +117,13 @@ class SSEFormatter(ChunkFormatter):
     def format_done(*, event_id: str | None = None) -> str:
         """OpenAI's end-of-stream sentinel."""
         return f"{_prefix(event_id, None)}data: [DONE]\n\n"
+
+    @staticmethod
+    def format_custom_event(event_type: str, data: Any, *, event_id: str | None = None) -> str:
+        """A named event: ``event: <event_type>`` then ``data`` (str as-is, else JSON)."""
+        event = f"event: {_check_field('event_type', event_type)}\n"
+        payload = SSEFormatter.format(StreamChunk(chunk_id="", sequence_number=0, data=data))
+        return _prefix(event_id, None) + event + payload
 
     @staticmethod
     def format_comment(text: str = "") -> str:
@@ -226,3 +241,50 @@ class PlainTextFormatter(ChunkFormatter):
     @staticmethod
     def format_done() -> str:
         return ""
+
+
+def _chunk_event(kind: str, chunk_id: str, model: str, created: int, choice: Any) -> str:
+    """One SSE event of an OpenAI stream chunk with a single choice."""
+    data = {"id": chunk_id, "object": kind, "created": created, "model": model, "choices": [choice]}
+    return f"data: {_encoder.encode(data).decode()}\n\n"
+
+
+class OpenAIChatFormatter(SSEFormatter):
+    """:class:`SSEFormatter` plus one-call ``chat.completion.chunk`` events."""
+
+    @staticmethod
+    def format_chat_chunk(
+        chunk_id: str,
+        model: str,
+        created: int,
+        delta: Mapping[str, Any],
+        finish_reason: str | None = None,
+        index: int = 0,
+    ) -> str:
+        """``data: {id, object: "chat.completion.chunk", created, model, choices: [{index,
+        delta, logprobs, finish_reason}]}``; a ``finish_reason`` found inside ``delta`` is moved
+        beside it, where OpenAI's clients read it."""
+        if "finish_reason" in delta:
+            delta = dict(delta)
+            moved = delta.pop("finish_reason")
+            finish_reason = finish_reason if finish_reason is not None else moved
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _chunk_event("chat.completion.chunk", chunk_id, model, created, choice)
+
+
+class OpenAICompletionFormatter(SSEFormatter):
+    """:class:`SSEFormatter` plus one-call legacy ``text_completion`` events."""
+
+    @staticmethod
+    def format_completion_chunk(
+        chunk_id: str,
+        model: str,
+        created: int,
+        text: str,
+        finish_reason: str | None = None,
+        index: int = 0,
+    ) -> str:
+        """``data: {id, object: "text_completion", created, model, choices: [{text, index,
+        logprobs, finish_reason}]}``."""
+        choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+        return _chunk_event("text_completion", chunk_id, model, created, choice)

@@ -15,17 +15,16 @@ dict, tuple and list per token (~300 bytes per token, 180 KiB for a 600-token st
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgspec
-
 from fakeai.content.tokenizer import piece_ends
 from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
-from fakeai.timing import READY, LatencyModel, Ticker, TimingPlan, ticker
+from fakeai.streaming.chunking import DeltaGenerator, TokenChunker
+from fakeai.streaming.generators._pacing import Pacer, make_pacer
+from fakeai.streaming.generators._response import CHOICE, USAGE, read_response, to_dict
+from fakeai.timing import LatencyModel
 
 __all__ = [
     "ChoicePlan",
@@ -55,109 +54,6 @@ class Steps(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Unit]: ...
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """A full response as a plain dict: dicts as they are, pydantic models, msgspec structs and
-    dataclasses converted (JSON-compatible, ``None`` fields kept)."""
-    if isinstance(obj, dict):
-        return obj
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        result = dump()
-        if isinstance(result, dict):
-            return result
-    if isinstance(obj, msgspec.Struct):
-        built = msgspec.to_builtins(obj)
-        if isinstance(built, dict):
-            return built
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    raise TypeError(
-        "full_response must be a dict, a pydantic model, a msgspec Struct or a dataclass; "
-        f"got {type(obj).__name__}"
-    )
-
-
-class Pacer:
-    """Waits for token deadlines; does nothing at all (no sleep, no yield) when inactive.
-
-    Deadlines come from a :class:`TimingPlan`, or, for exact fixed timings, from
-    ``first_s + token * gap_s`` (no per-token storage: a 600-token plan is ~10 KiB).
-    """
-
-    __slots__ = ("_first", "_gap", "_origin", "_plan", "_ticker", "active")
-
-    def __init__(
-        self, plan: TimingPlan | None, gap_s: float, origin: float | None, first_s: float = 0.0
-    ) -> None:
-        self._plan = plan if plan is not None and plan.total_s > 0 else None
-        self._gap = gap_s
-        self._first = first_s
-        self.active = self._plan is not None or gap_s > 0 or first_s > 0
-        self._origin = 0.0
-        self._ticker: Ticker | None = None
-        if self.active:
-            loop = asyncio.get_running_loop()
-            self._ticker = ticker(loop)
-            self._origin = origin if origin is not None else loop.time()
-
-    def due(self, token: int) -> float:
-        """Loop time when ``token`` (0-based) is due; the origin when inactive."""
-        if self._plan is not None:
-            return self._origin + self._plan.offset(token)
-        return self._origin + self._first + token * self._gap
-
-    def wait(self, token: int) -> Awaitable[None]:
-        """Await it to wait until ``token`` is due (the loop's shared :class:`~fakeai.timing.
-        Ticker`; no coroutine per call); completes at once when inactive or already due."""
-        if self._ticker is None:
-            return READY
-        return self._ticker.wait(self.due(token))
-
-
-def _override_s(name: str, value: float | None) -> float:
-    ms = 0.0 if value is None else float(value)
-    if not (math.isfinite(ms) and ms >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0 (ms), got {value}")
-    return ms / 1000.0
-
-
-def make_pacer(
-    context: StreamContext, latency_manager: LatencyModel | None, output_tokens: int
-) -> Pacer:
-    """The pacing of one stream.
-
-    With latency simulation on: exact ``ttft_ms`` *and* ``itl_ms`` overrides (a missing one
-    counts as 0 when there is no latency manager) give fixed deadlines, computed per token;
-    otherwise the latency manager's plan. Otherwise, or when neither is available,
-    ``chunk_delay_seconds`` between steps (0 = no waiting at all). Call it from inside the
-    generator body, so the origin defaults to the first ``__anext__``.
-    """
-    tokens = max(1, output_tokens)
-    ttft, itl = context.ttft_ms, context.itl_ms
-    if context.enable_latency_simulation:
-        exact = ttft is not None and itl is not None
-        if exact or (latency_manager is None and (ttft is not None or itl is not None)):
-            # Overrides are exact (no jitter, prefill or load: LatencyModel.plan's contract),
-            # so the schedule is arithmetic and needs no per-token plan.
-            return Pacer(
-                None, _override_s("itl_ms", itl), context.start_time, _override_s("ttft_ms", ttft)
-            )
-        if latency_manager is not None:
-            plan = latency_manager.plan(
-                context.model,
-                output_tokens=tokens,
-                prompt_tokens=context.prompt_tokens,
-                cached_tokens=context.cached_tokens,
-                seed=context.seed,
-                ttft_ms=ttft,
-                itl_ms=itl,
-            )
-            return Pacer(plan, 0.0, context.start_time)
-    return Pacer(None, context.chunk_delay_seconds, context.start_time)
 
 
 Merger = Callable[[Delta, Delta], Delta | None]
@@ -291,7 +187,8 @@ class ChoicePlan:
 def stream_usage(full: Mapping[str, Any], prompt_tokens: int, streamed: int) -> dict[str, Any]:
     """The usage chunk's ``usage``: the full response's, with ``completion_tokens`` equal to the
     pieces actually streamed (they agree for builder-made responses)."""
-    usage = dict(full.get("usage") or {})
+    raw = full.get("usage")
+    usage = dict(to_dict(raw, USAGE, "full_response.usage")) if raw else {}
     prompt = usage.get("prompt_tokens")
     if not isinstance(prompt, int):
         prompt = prompt_tokens
@@ -318,7 +215,7 @@ async def _plan_in_turns(gen: ChoiceStreamGenerator, full: dict[str, Any]) -> li
         return gen.plan_choices(full)
     plans: list[ChoicePlan] = []
     for pos, choice in enumerate(raw):
-        one = to_dict(choice)
+        one = to_dict(choice, CHOICE, f"full_response.choices[{pos}]")
         if "index" not in one:  # plan_choices numbers choices by position otherwise
             one = {**one, "index": pos}
         planned = gen.plan_choices({**full, "choices": [one]})
@@ -339,7 +236,7 @@ async def emit_steps(
     the pacer's default origin is the start of iteration): each chunk costs one frame to
     resume, plus the shared timer's future when it has to wait.
     """
-    full = to_dict(full_response)
+    full = read_response(full_response)
     choices = await _plan_in_turns(gen, full)
     chunk_tokens = gen.chunk_tokens
     max_tokens = max((c.tokens for c in choices), default=0)
@@ -417,9 +314,28 @@ class ChoiceStreamGenerator(PacedGenerator):
     Subclasses say how a response becomes :class:`ChoicePlan` objects (:meth:`plan_choices`),
     what every chunk's fixed fields are (:meth:`header`) and how one delta becomes a choice
     (:meth:`choice`).
+
+    ``default_chunk_size``, ``min_chunk_size`` and ``max_chunk_size`` are FakeAI 0.3's
+    constructor arguments: they size the ``chunker`` attribute, as upstream's did, and like
+    upstream's they do not change the stream (one token piece per chunk; ``chunk_tokens``
+    groups pieces).
     """
 
     chunk_type: str = ""
+
+    def __init__(
+        self,
+        latency_manager: LatencyModel | None = None,
+        default_chunk_size: int = 3,
+        min_chunk_size: int = 1,
+        max_chunk_size: int = 10,
+        *,
+        chunk_tokens: int = 1,
+    ) -> None:
+        super().__init__(latency_manager, chunk_tokens=chunk_tokens)
+        self.default_chunk_size = default_chunk_size
+        self.chunker = TokenChunker(min_chunk_size=min_chunk_size, max_chunk_size=max_chunk_size)
+        self.delta_generator = DeltaGenerator()
 
     def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
         raise NotImplementedError

@@ -16,15 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
-from fakeai.streaming.generators._common import (
-    Delta,
-    Unit,
-)
+from fakeai.streaming.generators._common import Delta, Unit
+from fakeai.streaming.generators._response import AUDIO, to_dict
 from fakeai.streaming.generators.chat import (
     ChatStreamingGenerator,
     merge_chat_deltas,
     message_units,
 )
+from fakeai.timing import LatencyModel
 
 __all__ = ["AudioStreamingGenerator", "audio_slices"]
 
@@ -72,6 +71,8 @@ def audio_units(message: Mapping[str, Any]) -> list[Unit]:
     carries the role, the last unit also the ``expires_at`` delta. Without ``audio`` the
     message streams as text."""
     audio = message.get("audio")
+    if audio is not None:
+        audio = to_dict(audio, AUDIO, "message.audio")
     if not isinstance(audio, Mapping):
         return message_units(message)
     audio_id = audio.get("id")
@@ -95,7 +96,19 @@ class AudioStreamingGenerator(ChatStreamingGenerator):
     """Streams chat audio answers (``message.audio``), one transcript piece per step.
 
     The chat generator with other units: each step is a transcript piece and its audio slice.
+    ``chunk_size_bytes`` (FakeAI 0.3's argument) is kept as an attribute only: audio is cut
+    per transcript piece, so that each slice speaks the text that travels with it.
     """
+
+    def __init__(
+        self,
+        latency_manager: LatencyModel | None = None,
+        chunk_size_bytes: int = 4096,
+        *,
+        chunk_tokens: int = 1,
+    ) -> None:
+        super().__init__(latency_manager, chunk_tokens=chunk_tokens)
+        self.chunk_size_bytes = chunk_size_bytes
 
     @staticmethod
     def units(message: Mapping[str, Any]) -> list[Unit]:

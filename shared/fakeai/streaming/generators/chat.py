@@ -1,6 +1,6 @@
 """Streams a ``chat.completion`` as OpenAI ``chat.completion.chunk`` objects.
 
-Wire shape (OpenAI Chat Completions streaming; checklist in the project's notes, section 8):
+Wire shape (OpenAI Chat Completions streaming, as OpenAI's API reference and SDKs read it):
 
 - every chunk has the response's ``id``, ``object``, ``created`` (the context's), ``model``,
   ``system_fingerprint`` and one choice ``{index, delta, logprobs: null, finish_reason}``;
@@ -29,6 +29,13 @@ from fakeai.streaming.generators._common import (
     Steps,
     TextUnits,
     Unit,
+)
+from fakeai.streaming.generators._response import (
+    CHOICE,
+    FUNCTION,
+    MESSAGE,
+    TOOL_CALL,
+    require,
     to_dict,
 )
 
@@ -73,9 +80,9 @@ class MessageUnits:
         elif isinstance(refusal, str) and refusal:
             self._text = TextUnits(refusal, _refusal, _ROLE)
         self._calls: list[tuple[int, dict[str, Any], TextUnits]] = []
-        for i, call in enumerate(message.get("tool_calls") or ()):
-            call = to_dict(call)
-            function = call.get("function") or {}
+        for i, raw in enumerate(message.get("tool_calls") or ()):
+            call = to_dict(raw, TOOL_CALL, f"message.tool_calls[{i}]")
+            function = to_dict(call.get("function") or {}, FUNCTION, "tool_call.function")
             head = {
                 "index": i,
                 "id": call.get("id"),
@@ -186,9 +193,11 @@ class ChatStreamingGenerator(ChoiceStreamGenerator):
         """Every choice of ``full`` as steps of deltas plus its finish chunk."""
         plans = []
         for pos, raw in enumerate(full.get("choices") or ()):
-            choice = to_dict(raw)
+            where = f"full_response.choices[{pos}]"
+            choice = to_dict(raw, CHOICE, where)
+            require(choice, "message", where, raw)
             index = choice.get("index", pos)
-            message = to_dict(choice.get("message") or {})
+            message = to_dict(choice["message"] or {}, MESSAGE, f"{where}.message")
             reason = choice.get("finish_reason") or "stop"
             steps = LazySteps(self.units(message), self.chunk_tokens, self.merge)
             finish = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}

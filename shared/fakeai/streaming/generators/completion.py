@@ -19,8 +19,8 @@ from fakeai.streaming.generators._common import (
     LazySteps,
     Steps,
     TextUnits,
-    to_dict,
 )
+from fakeai.streaming.generators._response import CHOICE, require, to_dict
 
 __all__ = ["CompletionStreamingGenerator"]
 
@@ -56,7 +56,9 @@ class CompletionStreamingGenerator(ChoiceStreamGenerator):
         """Every choice of ``full`` as steps of text pieces plus its finish chunk."""
         plans = []
         for pos, raw in enumerate(full.get("choices") or ()):
-            choice = to_dict(raw)
+            where = f"full_response.choices[{pos}]"
+            choice = to_dict(raw, CHOICE, where)
+            require(choice, "text", where, raw)
             index = choice.get("index", pos)
             text = choice.get("text") or ""
             units: Steps = TextUnits(text, _text) if text else [[({"text": ""}, 0)]]

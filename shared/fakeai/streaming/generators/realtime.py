@@ -38,6 +38,14 @@ from fakeai.streaming.generators._common import (
     Unit,
     group_units,
     make_pacer,
+)
+from fakeai.streaming.generators._response import (
+    CHOICE,
+    FUNCTION,
+    MESSAGE,
+    TOOL_CALL,
+    USAGE,
+    read_response,
     to_dict,
 )
 from fakeai.streaming.generators.audio import audio_slices
@@ -147,7 +155,7 @@ class _Builder:
     def call_item(
         self, item_id: str, out: int, call: Mapping[str, Any]
     ) -> tuple[list[Unit], dict[str, Any]]:
-        function = call.get("function") or {}
+        function = to_dict(call.get("function") or {}, FUNCTION, "tool_call.function")
         name, arguments = str(function.get("name", "")), str(function.get("arguments") or "")
         call_id = call.get("id") or _short_id("call", item_id)
         item = {
@@ -205,10 +213,10 @@ class RealtimeStreamingGenerator(PacedGenerator):
         modality = context.metadata.get("modality", "text")
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
-        full = to_dict(full_response)
+        full = read_response(full_response)
         choices = full.get("choices") or [{}]
-        choice = to_dict(choices[0])
-        message = to_dict(choice.get("message") or {})
+        choice = to_dict(choices[0], CHOICE, "full_response.choices[0]")
+        message = to_dict(choice.get("message") or {}, MESSAGE, "full_response.choices[0].message")
         finish_reason = choice.get("finish_reason") or "stop"
         base = str(full.get("id") or context.stream_id)
         b = _Builder(_short_id("resp", base))
@@ -231,13 +239,15 @@ class RealtimeStreamingGenerator(PacedGenerator):
             output.append(item)
         for call in calls:
             out = len(output)
-            item_units, item = b.call_item(_short_id("item", base, out), out, to_dict(call))
+            item_units, item = b.call_item(
+                _short_id("item", base, out), out, to_dict(call, TOOL_CALL, "message.tool_calls[]")
+            )
             units += item_units
             output.append(item)
         steps = group_units(units, self.chunk_tokens, _merge)
         streamed = sum(t for step in steps for _, t in step)
 
-        usage_in = full.get("usage") or {}
+        usage_in = to_dict(full.get("usage") or {}, USAGE, "full_response.usage")
         input_tokens = usage_in.get("prompt_tokens", context.prompt_tokens)
         cached = (usage_in.get("prompt_tokens_details") or {}).get(
             "cached_tokens", context.cached_tokens
