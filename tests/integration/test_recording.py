@@ -65,8 +65,35 @@ async def test_export_then_import_round_trips(rc: RedisClient, keys: Keys) -> No
         "imported": "1",
     }
 
-    with pytest.raises(RecordingError, match="already exists"):
+    with pytest.raises(RecordingError, match=r"already exists: import --replace"):
         await import_stream(rc, keys, lines)
+
+
+@BOTH
+async def test_import_replace_overwrites_a_finished_stream(rc: RedisClient, keys: Keys) -> None:
+    sid = new_stream_id("chat", CREATED)
+    await write_stream(rc, keys, sid, 3)
+    lines = await export_stream(rc, keys, sid)
+    await rc.delete(keys.chunks(sid), keys.meta(sid))
+    await write_stream(rc, keys, sid, 7)  # the same id, another log: replaced whole
+    await rc.hset(keys.meta(sid), "stale", "1")
+    assert await import_stream(rc, keys, lines, replace=True) == sid
+    again = await export_stream(rc, keys, sid)
+    assert again[1:] == lines[1:]
+    meta = msgspec.json.decode(again[0])["meta"]
+    assert meta == {"status": "done", "model": "gpt-4o", "imported": "1"}  # no "stale"
+
+
+@BOTH
+async def test_import_replace_refuses_a_running_stream(rc: RedisClient, keys: Keys) -> None:
+    sid = new_stream_id("chat", CREATED)
+    await write_stream(rc, keys, sid, 3)
+    lines = await export_stream(rc, keys, sid)
+    await rc.delete(keys.chunks(sid), keys.meta(sid))
+    await write_stream(rc, keys, sid, 2, terminal=False, status="running")
+    with pytest.raises(RecordingError, match="still running"):
+        await import_stream(rc, keys, lines, replace=True)
+    assert len(await rc.xrange(keys.chunks(sid))) == 2
 
 
 @BOTH

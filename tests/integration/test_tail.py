@@ -136,3 +136,45 @@ async def test_a_signal_ends_tail_and_destroys_its_group(
     assert not err.strip(), err
     assert await _group_names(rc, keys) == [set()] * PARTS
     assert len(out.splitlines()) <= 6  # whatever it printed before the signal, nothing else
+
+
+async def test_tail_into_a_closed_pipe_exits_quietly_and_destroys_its_group(
+    store_url: str, rc: RedisClient, keys: Keys
+) -> None:
+    """``tail | head -1``: the reader goes away; tail ends as a Unix tool does (141, no
+    traceback) and still removes its fresh group from every partition."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKEAI_")}
+    env["FAKEAI_FIREHOSE_PARTITIONS"] = str(PARTS)
+    cmd = [sys.executable, "-m", "fakeai.services.cli", "tail", "--redis-url", store_url,
+           "--key-prefix", keys.prefix]  # fmt: skip
+    read_end, write_end = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, env=env, stdout=write_end, stderr=asyncio.subprocess.PIPE
+    )
+    os.close(write_end)
+    try:
+
+        async def every_partition_has_a_group() -> bool:
+            assert proc.returncode is None
+            return all(await _group_names(rc, keys))
+
+        await eventually(every_partition_has_a_group, timeout_s=20, interval_s=0.05)
+        await publish(rc, keys, 1)
+        with os.fdopen(read_end, "rb") as reader:  # closed after one line, as by `head -1`
+            first = await asyncio.wait_for(asyncio.to_thread(reader.readline), 10)
+
+        async def ended() -> bool:
+            await publish(rc, keys, 1)  # something more to write, into the closed pipe
+            return proc.returncode is not None
+
+        await eventually(ended, timeout_s=20, interval_s=0.1)
+        assert proc.stderr is not None
+        err = await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert first.split()[-1] == b"t1"
+    assert proc.returncode == 141, err
+    assert not err.strip(), err
+    assert await _group_names(rc, keys) == [set()] * PARTS

@@ -49,3 +49,34 @@ def test_bad_settings_name_what_to_change(env: dict[str, str], words: str | None
         return
     with pytest.raises(ValueError, match=words):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("raw", "origins"),
+    [
+        (None, ()),
+        ("*", ("*",)),
+        (
+            "http://a.example:3000, https://b.example/",
+            ("http://a.example:3000", "https://b.example"),
+        ),
+        ("http://a.example,*", ("*",)),
+    ],
+)
+def test_cors_origins(raw: str | None, origins: tuple[str, ...]) -> None:
+    env = {} if raw is None else {"FAKEAI_CORS_ORIGINS": raw}
+    assert Settings.from_env(env).cors_origin_list == origins
+
+
+@pytest.mark.parametrize(
+    "raw", ["a.example", "ftp://a.example", "http://a.example/path", "http://"]
+)
+def test_a_cors_origin_that_is_not_one_fails_naming_it(raw: str) -> None:
+    with pytest.raises(ValueError, match="FAKEAI_CORS_ORIGINS") as e:
+        Settings.from_env({"FAKEAI_CORS_ORIGINS": raw})
+    assert repr(raw.rstrip("/")) in str(e.value)
+
+
+def test_public_metrics_from_env() -> None:
+    assert Settings.from_env({}).public_metrics is False
+    assert Settings.from_env({"FAKEAI_PUBLIC_METRICS": "true"}).public_metrics is True

@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fakeai.config import Settings
 from fakeai.streams.client import LayoutMismatch
 
-__all__ = ["main"]
+__all__ = ["EXIT_BROKEN_PIPE", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("file", type=Path, help="JSON Lines file, or - for stdin")
     p.add_argument("--retention", dest="retention_s", type=int, default=0)
+    p.add_argument("--replace", action="store_true", help="delete a stream of that id first")
 
     p = sub.add_parser("delete", help="delete a recorded stream")
     _common(p)
@@ -203,7 +206,31 @@ def redis_url_for_tools(settings: Settings) -> str:
     )
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""The exit status of a command whose reader went away (``replay ... | head``): that of a Unix
+tool killed by SIGPIPE, as the shell reports it (141)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status.
+
+    A reader that closes the output early (``| head``) ends the command quietly with
+    :data:`EXIT_BROKEN_PIPE`, as ``cat`` would end; not with a traceback. (SIGPIPE is not
+    restored to its default instead: it would kill ``tail`` before it removes its consumer
+    groups, and any command writing to a socket whose peer left.)
+    """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Whatever is still buffered for stdout cannot be written: point stdout at /dev/null
+        # so the interpreter's final flush does not report the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     cmd = args.command
     if cmd == "replay":
@@ -268,7 +295,7 @@ def _run(cmd: str, args: argparse.Namespace, settings: Settings) -> int:
     if cmd == "export":
         return export_cmd(settings, args.stream_id)
     if cmd == "import":
-        return import_cmd(settings, args.file, retention_s=args.retention_s)
+        return import_cmd(settings, args.file, retention_s=args.retention_s, replace=args.replace)
     if cmd == "delete":
         return delete_cmd(settings, args.stream_id, force=args.force)
     raise AssertionError(cmd)
@@ -349,7 +376,6 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cluster(masters: int, replicas: int) -> int:
     """Run an :class:`~fakeai.embedded_cluster.EmbeddedCluster` until SIGINT/SIGTERM."""
-    import signal
     import threading
 
     from fakeai.embedded_cluster import EmbeddedCluster

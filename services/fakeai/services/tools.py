@@ -97,7 +97,9 @@ def export_cmd(settings: Settings, stream_id: str) -> int:
     return 0
 
 
-def import_cmd(settings: Settings, path: Path, *, retention_s: int = 0) -> int:
+def import_cmd(
+    settings: Settings, path: Path, *, retention_s: int = 0, replace: bool = False
+) -> int:
     try:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as e:
@@ -107,7 +109,11 @@ def import_cmd(settings: Settings, path: Path, *, retention_s: int = 0) -> int:
     async def work() -> str:
         async with _client(settings) as redis:
             return await import_stream(
-                redis, Keys(settings.key_prefix), data.splitlines(), retention_s=retention_s
+                redis,
+                Keys(settings.key_prefix),
+                data.splitlines(),
+                retention_s=retention_s,
+                replace=replace,
             )
 
     stream_id = _run("import", work)

@@ -51,6 +51,13 @@ class Settings(BaseModel):
     key_requests_per_min: int = Field(0, ge=0)
     """Requests per minute per key (0: no limit); beyond it, 429 with ``Retry-After``."""
 
+    cors_origins: str | None = None
+    """Browser origins allowed to call the API (CORS): ``*``, or a comma list of origins such as
+    ``http://localhost:3000``; unset: no CORS headers (same-origin only)."""
+    public_metrics: bool = False
+    """With API keys configured, ``/metrics``, ``/v1/metrics/*`` and ``/dashboard`` need a key
+    unless this is true (a scraper without a key); without keys they are always open."""
+
     faults: str | None = None
     """Seeded fault injection for every request, e.g. ``seed=7; 2% status=503; 1% stall=2@10``
     (a request's own ``X-FakeAI-Fault`` header wins; ``none`` turns it off)."""
@@ -116,7 +123,25 @@ class Settings(BaseModel):
                 f"FAKEAI_REDIS_URL must start with redis://, rediss:// or unix://, "
                 f"got {self.redis_url!r}"
             )
+        _ = self.cors_origin_list  # a malformed origin fails here, naming it
         return self
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """:attr:`cors_origins` as a tuple: ``("*",)``, the origins, or empty (no CORS)."""
+        if self.cors_origins is None:
+            return ()
+        origins = tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+        if "*" in origins:
+            return ("*",)
+        for origin in origins:
+            scheme, sep, host = origin.partition("://")
+            if not sep or scheme not in ("http", "https") or not host or "/" in host:
+                raise ValueError(
+                    f"FAKEAI_CORS_ORIGINS: {origin!r} is not an origin; write "
+                    "scheme://host[:port] (e.g. http://localhost:3000), a comma list, or *"
+                )
+        return origins
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

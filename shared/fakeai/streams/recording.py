@@ -10,7 +10,7 @@ File format (one JSON object per line, :class:`MetaLine` then :class:`EntryLine`
 diffable, and it is carried as raw bytes both ways: an imported log holds the exported bytes.
 ``t`` (producer append time, µs since the epoch) is kept, so an imported recording replays with
 its original timing. Import writes under the recorded stream id (its entry ids embed the
-creation time) and refuses a stream that already exists.
+creation time) and refuses a stream that already exists, unless asked to replace it.
 
 The log is read and written only through :mod:`fakeai.streams.log` (its parser, its packer,
 its :class:`~fakeai.streams.log.Link`); this module never touches an entry's fields by name.
@@ -144,7 +144,12 @@ def parse_recording(lines: Iterable[bytes | str]) -> Recording:
 
 
 async def import_stream(
-    redis: RedisClient, keys: Keys, lines: Iterable[bytes | str], *, retention_s: int = 0
+    redis: RedisClient,
+    keys: Keys,
+    lines: Iterable[bytes | str],
+    *,
+    retention_s: int = 0,
+    replace: bool = False,
 ) -> str:
     """Write a recording into Redis; returns its stream id.
 
@@ -155,16 +160,23 @@ async def import_stream(
     roll back (https://redis.io/docs/latest/develop/interact/transactions/), so the meta hash
     holds the recording's fields then.
 
+    With ``replace``, a finished stream of that id is deleted first (:func:`delete_stream`;
+    a running one is refused, as there).
+
     Raises:
-        RecordingError: a malformed recording, or a stream of that id already exists.
+        RecordingError: a malformed recording, a stream of that id already exists (without
+            ``replace``), or is still running.
     """
     rec = parse_recording(lines)
     sid = rec.stream_id
     chunks, meta_key = keys.chunks(sid), keys.meta(sid)
     if await redis.exists(chunks, meta_key):
-        raise RecordingError(
-            f"stream {sid} already exists; delete it first (fakeai-streams delete {sid})"
-        )
+        if not replace:
+            raise RecordingError(
+                f"stream {sid} already exists: import --replace to overwrite it, or delete it "
+                f"first (fakeai-streams delete {sid})"
+            )
+        await delete_stream(redis, keys, sid)
     meta = dict(rec.meta)
     if meta.get(F.STATUS) not in FINAL_STATUSES:
         meta[F.STATUS] = "done" if rec.entries[-1].k.encode() == Kind.DONE else "error"

@@ -4,7 +4,10 @@ Histograms come from the log bins of the ``total`` buckets: the count at bound `
 count of bins whose upper value is ≤ ``le`` (a bin straddling a bound counts one bound up), so
 ``_count`` and ``_sum`` are exact and the buckets are within one bin width (≈4 %). Bounds are
 vLLM's (vllm/v1/metrics/loggers.py), so dashboards built for vLLM read ours unchanged; vLLM's
-names carry the label ``model_name``, ours ``model``.
+names carry the labels ``model_name`` and ``engine`` (:data:`ENGINE`), ours ``model``.
+``vllm:request_success_total`` carries every vLLM ``finished_reason`` of every model, 0 until
+seen, ours mapped onto them (:data:`_TO_VLLM_REASON`). OpenMetrics is rendered when the scrape's
+``Accept`` asks for it (:func:`wants_openmetrics`; prometheus_client's encoder).
 
 Scrapers such as AIPerf poll every 100 ms (notes/llm-sim-anchors.md §0.9), so a render is cached
 for ``cache_s`` and costs one pipeline in the steady state: the model set, and each model of
@@ -28,6 +31,9 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.openmetrics.exposition import ALLOWUTF8
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.registry import Collector
 
 from fakeai.streams import PRODUCERS_GROUP, Keys
@@ -39,10 +45,14 @@ from fakeai.timeseries.store import TOTAL, parse_counter_field, sketch_from_hash
 __all__ = [
     "CONTENT_TYPE",
     "E2E_BUCKETS",
+    "ENGINE",
     "ITL_BUCKETS",
+    "OPENMETRICS_TYPE",
     "TTFT_BUCKETS",
+    "VLLM_FINISHED_REASONS",
     "PrometheusRenderer",
     "render_snapshot",
+    "wants_openmetrics",
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -97,6 +107,18 @@ _COUNTERS: tuple[tuple[str, str, str, str | None, str], ...] = (
 ALL_MODELS = "all"
 """Label value of gauges that are not kept per model (running and waiting requests)."""
 
+ENGINE = "0"
+"""The ``engine`` label of every ``vllm:`` family: vLLM v1 labels each engine core's metrics
+with its index, and a single engine is ``"0"``."""
+
+VLLM_FINISHED_REASONS = ("stop", "length", "abort", "error")
+"""vLLM's ``finished_reason`` values (``FINISH_REASON_STRINGS``, vllm/v1/engine/__init__.py);
+each is exposed for every model, 0 until one happens, so rate() queries see the series."""
+_TO_VLLM_REASON = {"length": "length", "abort": "abort"}
+"""Our finish reasons onto vLLM's: ``length`` and ``abort`` (a cancel) as they are; every other
+``finish_reason`` of a finished stream (stop, tool_calls, content_filter) is vLLM's ``stop``;
+streams ended by an error other than a cancel are ``error``."""
+
 
 @dataclass(slots=True)
 class _Snapshot:
@@ -113,7 +135,7 @@ class _SnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snap
         for name, label, metric, bounds, doc in _HISTOGRAMS:
-            h = HistogramMetricFamily(name, doc, labels=[label])
+            h = HistogramMetricFamily(name, doc, labels=[label, *_engine(name)])
             for (m, model), s in sorted(snap.totals.items()):
                 if m != metric or not s.n:
                     continue
@@ -121,33 +143,80 @@ class _SnapshotCollector(Collector):
                 counts = [min(c, s.n) for c in s.cumulative_le(bounds)]
                 buckets = [(_fmt(le), float(c)) for le, c in zip(bounds, counts, strict=True)]
                 buckets.append(("+Inf", float(s.n)))
-                h.add_metric([model], buckets, s.total)
+                h.add_metric([model, *_engine_value(name)], buckets, s.total)
             yield h
         for name, label, counter, extra, doc in _COUNTERS:
-            c = CounterMetricFamily(name, doc, labels=[label] if extra is None else [label, extra])
+            if counter == n.SUCCESS:
+                yield _finished(name, doc, snap)
+                continue
+            labels = ([label] if extra is None else [label, extra]) + _engine(name)
+            c = CounterMetricFamily(name, doc, labels=labels)
             for (cname, lab, model), v in sorted(snap.counters.items()):
                 if cname == counter:
-                    c.add_metric([model] if extra is None else [model, lab], float(v))
+                    values = [model] if extra is None else [model, lab]
+                    c.add_metric(values + _engine_value(name), float(v))
             yield c
         for name, label, value, doc in (
             ("fakeai_running_streams", "model", snap.running, "Streams being generated."),
             ("vllm:num_requests_running", "model_name", snap.running, "Requests running."),
             ("vllm:num_requests_waiting", "model_name", snap.waiting, "Requests waiting."),
         ):
-            g = GaugeMetricFamily(name, doc, labels=[label])
-            g.add_metric([ALL_MODELS], float(value))
+            g = GaugeMetricFamily(name, doc, labels=[label, *_engine(name)])
+            g.add_metric([ALL_MODELS, *_engine_value(name)], float(value))
             yield g
+
+
+def _engine(name: str) -> list[str]:
+    return ["engine"] if name.startswith("vllm:") else []
+
+
+def _engine_value(name: str) -> list[str]:
+    return [ENGINE] if name.startswith("vllm:") else []
+
+
+def _finished(name: str, doc: str, snap: _Snapshot) -> CounterMetricFamily:
+    """``vllm:request_success`` by vLLM's ``finished_reason``, every reason of every model
+    present (0 until seen); ours mapped by :data:`_TO_VLLM_REASON`."""
+    totals: dict[tuple[str, str], int] = {}
+    models = {model for (_, _, model) in snap.counters} | {model for (_, model) in snap.totals}
+    for model in models:
+        for reason in VLLM_FINISHED_REASONS:
+            totals[(model, reason)] = 0
+    for (cname, lab, model), v in snap.counters.items():
+        if cname == n.SUCCESS:
+            reason = _TO_VLLM_REASON.get(lab, "stop")
+        elif cname == n.ERRORS and lab != "cancelled":  # a cancel is already "abort"
+            reason = "error"
+        else:
+            continue
+        totals[(model, reason)] = totals.get((model, reason), 0) + v
+    c = CounterMetricFamily(name, doc, labels=["model_name", "finished_reason", "engine"])
+    for (model, reason), v in sorted(totals.items()):
+        c.add_metric([model, reason, ENGINE], float(v))
+    return c
 
 
 def _fmt(le: float) -> str:
     return repr(float(le))
 
 
-def render_snapshot(snap: _Snapshot) -> bytes:
-    """Prometheus text exposition of a snapshot (a fresh registry each time)."""
+def render_snapshot(snap: _Snapshot, *, openmetrics: bool = False) -> bytes:
+    """Prometheus text exposition (or OpenMetrics) of a snapshot (a fresh registry each time)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snap))
+    if openmetrics:
+        # ALLOWUTF8: the default escaping ("underscores") writes the samples of a name with a
+        # colon as vllm_..., under a "# TYPE vllm:..." line (prometheus_client 0.26 escapes
+        # sample names with the label-name character set). Every name here is a valid legacy
+        # name, so nothing is quoted either way.
+        text: bytes = openmetrics_latest(registry, escaping=ALLOWUTF8)  # type: ignore[no-untyped-call]
+        return text
     return generate_latest(registry)
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Does an ``Accept`` header ask for OpenMetrics (as Prometheus does when it may)?"""
+    return accept is not None and "application/openmetrics-text" in accept
 
 
 def _int(v: Any) -> int:
@@ -177,17 +246,18 @@ class PrometheusRenderer:
         self._cache_s = cache_s
         self._partitions = request_partitions
         self._models: list[str] = []
-        self._cached: tuple[float, bytes] | None = None
+        self._cached: dict[bool, tuple[float, bytes]] = {}
         self._lock = asyncio.Lock()
 
-    async def render(self) -> bytes:
-        """The exposition text; concurrent scrapes share one Redis read."""
+    async def render(self, *, openmetrics: bool = False) -> bytes:
+        """The exposition text (or OpenMetrics); concurrent scrapes share one Redis read."""
         async with self._lock:
             now = time.monotonic()
-            if self._cached is not None and now - self._cached[0] < self._cache_s:
-                return self._cached[1]
-            text = render_snapshot(await self._snapshot())
-            self._cached = (time.monotonic(), text)
+            cached = self._cached.get(openmetrics)
+            if cached is not None and now - cached[0] < self._cache_s:
+                return cached[1]
+            text = render_snapshot(await self._snapshot(), openmetrics=openmetrics)
+            self._cached[openmetrics] = (time.monotonic(), text)
             return text
 
     async def _snapshot(self) -> _Snapshot:

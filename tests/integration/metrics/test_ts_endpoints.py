@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import redis.asyncio as aredis
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from tests.conftest import BOTH
@@ -149,3 +152,65 @@ async def test_prometheus_never_fails_on_odd_data(
     ]
     assert max(buckets) <= 3
     assert fams["fakeai_errors"].samples[0].labels == {"model": "m", "code": "E"}
+
+
+async def test_vllm_families_carry_the_engine_and_every_finished_reason(
+    redis_url: str, keys: Keys, r: aredis.Redis
+) -> None:
+    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
+    rec = SampleRecorder(r, keys, settings)
+    rec.add("ttft", "m2", 0.1, at=time.time() - 1)  # m2: no request finished yet
+    await rec.flush()
+    await r.sadd(keys.ts_models(), "m1")
+    counters = {
+        "success|stop": 3,
+        "success|tool_calls": 2,
+        "success|length": 1,
+        "success|abort": 4,
+        "errors|cancelled": 4,  # the cancels: counted as abort already
+        "errors|timeout": 5,
+    }
+    await r.hset(keys.counters("m1"), mapping=counters)
+    text = (await PrometheusRenderer(r, keys, cache_s=0).render()).decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    success = {
+        (s.labels["model_name"], s.labels["finished_reason"]): s.value
+        for s in fams["vllm:request_success"].samples
+    }
+    assert success == {
+        ("m1", "stop"): 5,
+        ("m1", "length"): 1,
+        ("m1", "abort"): 4,
+        ("m1", "error"): 5,
+        ("m2", "stop"): 0,
+        ("m2", "length"): 0,
+        ("m2", "abort"): 0,
+        ("m2", "error"): 0,
+    }
+    for name, fam in fams.items():
+        if name.startswith("vllm:"):
+            assert all(s.labels.get("engine") == "0" for s in fam.samples), name
+        else:
+            assert all("engine" not in s.labels for s in fam.samples), name
+
+
+async def test_openmetrics_when_the_scraper_asks(
+    redis_url: str, keys: Keys, rc: RedisClient
+) -> None:
+    settings = Settings(redis_url=redis_url, key_prefix=keys.prefix)
+    await _seed(rc, keys, settings)
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    with run_asgi(_app(redis_url, keys, settings)) as base:
+        async with httpx.AsyncClient(base_url=base) as c:
+            om = await c.get("/metrics", headers={"Accept": accept})
+            plain = await c.get("/metrics")
+    assert om.status_code == 200
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+    fams = {f.name: f for f in openmetrics_families(om.text)}
+    count = [
+        s for s in fams["vllm:time_to_first_token_seconds"].samples if s.name.endswith("_count")
+    ]
+    assert [s.value for s in count] == [100]
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert "# EOF" not in plain.text

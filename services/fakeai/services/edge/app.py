@@ -19,6 +19,9 @@ is retried once on a fresh connection (:data:`_RETRY_ONCE`), so a restart costs 
 Redis is back; a Redis that is really down still answers 503 at once. (A cluster client has its
 own retries, with a slot-map reload.)
 
+Middleware (:mod:`.middleware`): the request id and CORS outermost, then the key and body-size
+checks.
+
 Connections: the edge runs uvicorn with its own HTTP protocol (:mod:`.protocol`), which closes
 a connection that sends no complete request head within ``idle_timeout_s`` (slowloris);
 uvicorn's ``timeout_keep_alive`` covers idle keep-alive connections.
@@ -43,7 +46,6 @@ import contextlib
 import importlib.util
 import logging
 import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -59,13 +61,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from fakeai.config import Settings
-from fakeai.errors import ApiError, PayloadTooLarge, Unauthorized, error_body
+from fakeai.errors import ApiError, error_body
 from fakeai.services.edge import (
     conventions,
     dashboard,
+    media_routes,
     openai_routes,
     openapi,
     responses_api,
@@ -75,10 +78,11 @@ from fakeai.services.edge.faults import FaultDice, parse_fault_rates
 from fakeai.services.edge.hub import Hub
 from fakeai.services.edge.limits import Limiter
 from fakeai.services.edge.metrics_routes import routes as metrics_routes
-from fakeai.services.edge.protocol import ARRIVED, StampingHttpToolsProtocol
+from fakeai.services.edge.middleware import EdgeMiddleware, FrontDoor, error_response
+from fakeai.services.edge.protocol import StampingHttpToolsProtocol
 from fakeai.services.edge.responses import RunStreamsOutside
 from fakeai.services.edge.state import EdgeState
-from fakeai.services.edge.tenants import SCOPE_KEY, Tenants
+from fakeai.services.edge.tenants import Tenants
 from fakeai.services.edge.unavailable import REDIS_DOWN, on_out_of_memory, on_redis_down
 from fakeai.services.runtime import tune_gc
 from fakeai.streams import Keys
@@ -120,61 +124,8 @@ applied twice (the creation's MULTI is idempotent but for its request entry: the
 request would be queued twice). A timeout is not retried."""
 
 
-class EdgeMiddleware:
-    """Pure ASGI: stamps the arrival time, checks the API key and the body size.
-
-    ``scope["state"]["arrived"]`` (Unix s) is the origin of TTFT: stamped by the HTTP protocol
-    (:mod:`.protocol`) as the request is parsed, else (other servers) here, before routing.
-    The API key guards ``/v1/*``;
-    ``/healthz``, ``/readyz`` and ``/metrics`` stay open for probes and scrapers.
-    """
-
-    def __init__(self, app: ASGIApp, settings: Settings, tenants: Tenants) -> None:
-        self.app = app
-        self.limit = settings.max_body_bytes
-        self.tenants = tenants
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        scope.setdefault("state", {}).setdefault(ARRIVED, time.time())
-        headers = dict(scope["headers"])
-        if scope["path"].startswith("/v1/"):
-            tenant = self.tenants.authenticate(headers.get(b"authorization"))
-            if tenant is None:
-                err = Unauthorized("invalid or missing API key (Authorization: Bearer <key>)")
-                await _error_response(err)(scope, receive, send)
-                return
-            scope[SCOPE_KEY] = tenant
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _error_response(self._too_large())(scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            # Content-Length may be absent (chunked) or wrong: count what really arrives.
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise self._too_large()
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"request body larger than {self.limit} bytes", param=None)
-
-
-def _error_response(e: ApiError) -> Response:
-    return JSONResponse(e.body(), status_code=e.status, headers=e.headers())
-
-
 async def _api_error(request: Request, exc: Exception) -> Response:
-    return _error_response(cast(ApiError, exc))
+    return error_response(cast(ApiError, exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -200,10 +151,15 @@ class _EdgeApp(Starlette):
     """Starlette with :class:`RunStreamsOutside` outside its whole stack, error middleware
     included: a streaming response then writes with the server's own ``send``, not through
     the error middleware's wrapper (one coroutine frame less per written event). After the
-    response has started that wrapper only re-raises, as the server does."""
+    response has started that wrapper only re-raises, as the server does. :class:`FrontDoor`
+    (request id, CORS) sits outside that, so streaming responses carry its headers too."""
+
+    front_door: Settings | None = None
+    """The settings of the :class:`FrontDoor`; None: no front door (set by create_app)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RunStreamsOutside(super().build_middleware_stack())
+        app: ASGIApp = RunStreamsOutside(super().build_middleware_stack())
+        return app if self.front_door is None else FrontDoor(app, self.front_door)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -240,12 +196,13 @@ def create_app(settings: Settings) -> Starlette:
             await backend.close()
             logger.info("edge stopped")
 
-    return _EdgeApp(
+    app = _EdgeApp(
         routes=[
             *openai_routes.routes,
             *responses_api.routes,
             *conventions.routes,
             *dashboard.routes,
+            *media_routes.routes,
             *stream_routes.routes,
             *metrics_routes,
             *openapi.routes,
@@ -260,6 +217,8 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.front_door = settings
+    return app
 
 
 class _Backend:

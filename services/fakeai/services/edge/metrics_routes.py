@@ -1,4 +1,5 @@
-"""``GET /metrics`` (Prometheus text) and ``GET /v1/metrics/latency`` (JSON), mounted by the edge.
+"""``GET /metrics`` (Prometheus text; OpenMetrics when ``Accept`` asks) and
+``GET /v1/metrics/latency`` (JSON), mounted by the edge.
 
 Both read the time series the metrics consumer and the edge's recorder write
 (fakeai.timeseries), through ``request.app.state.redis``, ``.keys`` and ``.settings``.
@@ -18,7 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakeai.errors import ApiError, ServiceUnavailable
-from fakeai.timeseries.prometheus import CONTENT_TYPE, PrometheusRenderer
+from fakeai.timeseries.prometheus import (
+    CONTENT_TYPE,
+    OPENMETRICS_TYPE,
+    PrometheusRenderer,
+    wants_openmetrics,
+)
 from fakeai.timeseries.query import parse_window, query_latency
 
 __all__ = ["latency_endpoint", "prometheus_endpoint", "routes"]
@@ -48,12 +54,13 @@ def _renderer(request: Request) -> PrometheusRenderer:
 
 
 async def prometheus_endpoint(request: Request) -> Response:
-    """Prometheus text exposition of the all-time series."""
+    """Prometheus text exposition of the all-time series; OpenMetrics when ``Accept`` asks."""
+    openmetrics = wants_openmetrics(request.headers.get("accept"))
     try:
-        body = await _renderer(request).render()
+        body = await _renderer(request).render(openmetrics=openmetrics)
     except (RedisError, RedisClusterException, OSError, ServiceUnavailable):
         return _unavailable()
-    return Response(body, media_type=CONTENT_TYPE)
+    return Response(body, media_type=OPENMETRICS_TYPE if openmetrics else CONTENT_TYPE)
 
 
 async def latency_endpoint(request: Request) -> Response:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
@@ -24,10 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from fakeai.errors import ServiceUnavailable, error_body
-from fakeai.latency_profiles import get_latency_manager
 from fakeai.services.edge.faults import inject
 from fakeai.services.edge.formats import Formatter
 from fakeai.services.edge.interrupted import StreamInterrupted
+from fakeai.services.edge.models import model_cards
 from fakeai.services.edge.publish import decode_body, disconnect_after, open_stream
 from fakeai.services.edge.responses import stream_response
 from fakeai.services.edge.schemas import (
@@ -60,16 +59,12 @@ _ERROR_STATUS = {
     "rate_limit_exceeded": 429,
     "timeout": 504,
 }
-_STARTED = int(time.time())
-
-_decode = decode_body
-"""The body decoder (kept under this name for the modules that import it from here)."""
 
 
 async def _create(request: Request, kind: Endpoint, model_cls: type[OpenAIRequest]) -> Response:
     state = edge_state(request)
     state.check_open()
-    req = validate(model_cls, _decode(await request.body()))
+    req = validate(model_cls, decode_body(await request.body()))
     check_caps(req, state.settings)
     opened = await open_stream(
         request,
@@ -204,11 +199,7 @@ async def completions(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    data = [
-        {"id": m, "object": "model", "created": _STARTED, "owned_by": "fakeai"}
-        for m in get_latency_manager().list_models()
-    ]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": model_cards()})
 
 
 routes: list[BaseRoute] = [

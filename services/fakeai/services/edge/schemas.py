@@ -36,7 +36,7 @@ __all__ = [
     "validate",
 ]
 
-M = TypeVar("M", bound="_Model")
+M = TypeVar("M", bound=BaseModel)
 
 MAX_DEPTH = 64
 """Deepest JSON nesting accepted in a request body (objects and arrays); deeper is a 400."""
