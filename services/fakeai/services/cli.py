@@ -79,6 +79,13 @@ def _server(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _edge_url() -> str:
+    """The edge that ``up`` and ``edge`` would listen on, from the same environment."""
+    host = os.environ.get("FAKEAI_HOST") or "127.0.0.1"
+    port = os.environ.get("FAKEAI_PORT") or "8000"
+    return f"http://{host}:{port}"
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -123,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="print a stream through the edge, at its recorded pace")
     p.add_argument("stream_id")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="edge base URL")
+    p.add_argument(
+        "--url",
+        default=_edge_url(),
+        help="edge base URL (default: FAKEAI_HOST and FAKEAI_PORT, else http://127.0.0.1:8000)",
+    )
     p.add_argument("--pace", default="original", help="original, fast, or a speed factor")
     p.add_argument("--format", dest="fmt", choices=["text", "sse", "jsonl"], default="text")
     p.add_argument("--api-key")
