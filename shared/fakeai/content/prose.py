@@ -13,7 +13,7 @@ from typing import Any
 
 from fakeai.content.tokenizer import split_pieces
 
-__all__ = ["MAX_SCHEMA_VALUES", "prose", "prose_pieces", "sentence", "value_for_schema"]
+__all__ = ["MAX_SCHEMA_VALUES", "WORDS", "prose", "prose_pieces", "sentence", "value_for_schema"]
 
 _WORD_TEXT = (
     "the of and to in is that it for as with was on be by this are from at or an have not "
@@ -35,6 +35,8 @@ _WORD_TEXT = (
     "interesting important different particular especially approximately"
 )
 _WORDS = tuple(_WORD_TEXT.split())
+WORDS = _WORDS
+"""The word bank prose is drawn from (also the alternatives of :mod:`fakeai.content.logprobs`)."""
 
 _CLOSERS = (".", ".", ".", ".", ".", "!", "?")
 

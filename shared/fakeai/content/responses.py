@@ -12,8 +12,16 @@ Length controls follow OpenAI and vLLM (the sampling parameters benchmarks rely 
   natural length (20-300 pieces, seeded);
 - ``stop`` cuts the text before the first occurrence of any stop string (``"stop"``).
 
-With tools offered, a turn calls the first function, except after a tool result (the last
-message has role ``tool``), which is answered in text unless ``tool_choice`` forces a call.
+Tool turns: :mod:`fakeai.content.tool_calls`. Conventions by model and field:
+
+- reasoning models (:mod:`fakeai.content.reasoning`) think first: the message's
+  ``reasoning_content`` (vLLM's and DeepSeek's field), counted in ``completion_tokens`` and
+  ``completion_tokens_details.reasoning_tokens`` and within the token cap;
+- echo models (:mod:`fakeai.content.echo`) answer with the last user message (a completion
+  with its prompt);
+- chat ``logprobs``/``top_logprobs`` and the legacy ``logprobs`` add plausible log
+  probabilities for the answer's pieces (:mod:`fakeai.content.logprobs`), drawn from their own
+  random source, so asking for them leaves the text unchanged.
 
 ``usage.completion_tokens`` is the number of pieces over all choices, so a stream that sends
 one piece per chunk agrees with its usage chunk.
@@ -24,14 +32,28 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
+from fakeai.content.echo import is_echo_model, last_user_text
+from fakeai.content.logprobs import chat_logprobs, completion_logprobs
 from fakeai.content.prose import prose, value_for_schema
+from fakeai.content.reasoning import is_reasoning_model, reasoning_text
+from fakeai.content.request_fields import (
+    MAX_N,
+    InvalidRequestValue,
+    Limits,
+    chat_top_logprobs,
+    legacy_logprobs,
+    parse_limits,
+    parse_n,
+)
 from fakeai.content.tokenizer import count_prompt_tokens, split_pieces
+from fakeai.content.tool_calls import pick_tool, tool_call
 
 __all__ = [
+    "MAX_N",
     "InvalidRequestValue",
     "build_chat_completion",
     "build_text_completion",
@@ -43,76 +65,18 @@ __all__ = [
 pieces_of = split_pieces
 """Alias of :func:`fakeai.content.tokenizer.split_pieces`."""
 
-MAX_N = 128
-"""OpenAI's upper bound on ``n``."""
-
 NATURAL_MIN, NATURAL_MODE, NATURAL_MAX = 20, 80, 300
 """Natural response length in pieces: triangular(20, 300, mode 80), seeded per choice."""
 
 
-class InvalidRequestValue(ValueError):
-    """A request field has a value the builders cannot honour; ``param`` names the field."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-@dataclass(frozen=True, slots=True)
-class _Limits:
-    max_tokens: int | None
-    min_tokens: int
-    ignore_eos: bool
-    stop: tuple[str, ...]
-
-
-def _opt_int(body: Mapping[str, Any], name: str, minimum: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequestValue(name, f"{name} must be an integer >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise InvalidRequestValue(name, f"{name} must be >= {minimum}; got {value}")
-    return value
-
-
-def _parse_n(body: Mapping[str, Any]) -> int:
-    n = _opt_int(body, "n", 1)
-    if n is None:
-        return 1
-    if n > MAX_N:
-        raise InvalidRequestValue("n", f"n must be between 1 and {MAX_N}; got {n}")
-    return n
-
-
-def _parse_limits(body: Mapping[str, Any]) -> _Limits:
-    max_tokens = _opt_int(body, "max_completion_tokens", 1)
-    if max_tokens is None:
-        max_tokens = _opt_int(body, "max_tokens", 1)
-    min_tokens = _opt_int(body, "min_tokens", 0) or 0
-    if max_tokens is not None and min_tokens > max_tokens:
-        raise InvalidRequestValue(
-            "min_tokens", f"min_tokens ({min_tokens}) must be <= max_tokens ({max_tokens})"
-        )
-    stop = body.get("stop")
-    if stop is None:
-        stops: tuple[str, ...] = ()
-    elif isinstance(stop, str):
-        stops = (stop,) if stop else ()
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        stops = tuple(s for s in stop if s)
-    else:
-        raise InvalidRequestValue(
-            "stop", f"stop must be a string or a list of strings; got {stop!r}"
-        )
-    return _Limits(max_tokens, min_tokens, bool(body.get("ignore_eos", False)), stops)
-
-
-def choice_rng(completion_id: str, seed: int | None, index: int) -> random.Random:
-    """The random source of one choice: from ``seed`` if given, else from the completion id."""
+def choice_rng(
+    completion_id: str, seed: int | None, index: int, purpose: str = ""
+) -> random.Random:
+    """The random source of one choice: from ``seed`` if given, else from the completion id.
+    A ``purpose`` (``"reasoning"``, ``"logprobs"``) names a source of its own, so drawing from
+    it leaves the choice's text as it is."""
     base = str(seed) if seed is not None else completion_id
-    return random.Random(f"{base}:{index}")
+    return random.Random(f"{base}:{index}:{purpose}" if purpose else f"{base}:{index}")
 
 
 def system_fingerprint(model: str) -> str:
@@ -120,14 +84,14 @@ def system_fingerprint(model: str) -> str:
     return "fp_" + hashlib.blake2b(model.encode(), digest_size=5).hexdigest()
 
 
-def _natural_length(rng: random.Random, limits: _Limits) -> int:
+def _natural_length(rng: random.Random, limits: Limits) -> int:
     natural = int(rng.triangular(NATURAL_MIN, NATURAL_MAX, NATURAL_MODE))
     if limits.ignore_eos and limits.max_tokens is not None:
         return limits.max_tokens
     return max(natural, limits.min_tokens)
 
 
-def _finish_text(text: str, limits: _Limits) -> tuple[str, str]:
+def _finish_text(text: str, limits: Limits) -> tuple[str, str]:
     """Apply ``stop`` then the token cap: the final text and its finish reason."""
     finish = "stop"
     if limits.stop:
@@ -153,7 +117,7 @@ def _json_text(rng: random.Random, response_format: Mapping[str, Any], length: i
 
 
 def _text_for_choice(
-    rng: random.Random, body: Mapping[str, Any], limits: _Limits
+    rng: random.Random, body: Mapping[str, Any], limits: Limits
 ) -> tuple[str, str]:
     length = _natural_length(rng, limits)
     response_format = body.get("response_format")
@@ -167,89 +131,61 @@ def _text_for_choice(
     return _finish_text(text, limits)
 
 
-def _answers_tool_result(body: Mapping[str, Any]) -> bool:
-    """The conversation ends with a tool result: the last message has role ``tool``."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return False
-    last = messages[-1]
-    return isinstance(last, Mapping) and last.get("role") == "tool"
-
-
-def _pick_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The function a tool turn calls, or None when this turn answers in text.
-
-    A turn that follows a tool result answers in text unless the request forces a call
-    (``tool_choice`` ``required`` or naming a function): that is how agent loops end (the
-    OpenAI Agents SDK, openai-node ``runTools`` and LangChain agents call tools until the
-    model answers in text).
-    """
-    tools = body.get("tools")
-    choice = body.get("tool_choice")
-    functions: list[Mapping[str, Any]] = [
-        t["function"]
-        for t in (tools if isinstance(tools, list) else ())
-        if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)
-    ]
-    if choice == "required" and not functions:
-        raise InvalidRequestValue("tool_choice", "tool_choice 'required' needs at least one tool")
-    if not functions or choice == "none":
-        return None
-    if choice is None or choice == "auto":
-        return None if _answers_tool_result(body) else functions[0]
-    if choice == "required":
-        return functions[0]
-    if isinstance(choice, Mapping):
-        name = (choice.get("function") or {}).get("name")
-        for f in functions:
-            if f.get("name") == name:
-                return f
-        names = ", ".join(repr(f.get("name")) for f in functions)
-        raise InvalidRequestValue(
-            "tool_choice", f"tool_choice names function {name!r}, not among the tools ({names})"
-        )
-    raise InvalidRequestValue(
-        "tool_choice",
-        f"tool_choice must be 'none', 'auto', 'required' or a function object; got {choice!r}",
-    )
-
-
-def _tool_call(
-    rng: random.Random, function: Mapping[str, Any], limits: _Limits
-) -> tuple[dict[str, Any], int, str]:
-    params = function.get("parameters")
-    if not isinstance(params, Mapping) or params.get("type", "object") != "object":
-        params = {"type": "object", "properties": {}}
-    arguments = json.dumps(
-        value_for_schema({**params, "type": "object"}, rng),
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    pieces = split_pieces(arguments)
-    finish = "tool_calls"
-    if limits.max_tokens is not None and len(pieces) > limits.max_tokens:
-        pieces = pieces[: limits.max_tokens]
-        arguments = "".join(pieces)
-        finish = "length"
-    call_id = "call_" + "".join(
-        rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=24)
-    )
-    call = {
-        "id": call_id,
-        "type": "function",
-        "function": {"name": str(function.get("name", "")), "arguments": arguments},
-    }
-    return call, len(pieces), finish
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
+
+
+_RngOf = Callable[..., random.Random]
+"""``rng_of(index, purpose="")``: a choice's random source (:func:`choice_rng`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ChatMode:
+    """What a chat request asks of every choice beyond its text."""
+
+    echo: bool
+    reasoning: bool
+    effort: object
+    top_logprobs: int | None
+    tool: Mapping[str, Any] | None
+
+
+def _chat_choice(
+    body: Mapping[str, Any], limits: Limits, mode: _ChatMode, rng_of: _RngOf, index: int
+) -> tuple[dict[str, Any], int, int]:
+    """One chat choice: (the choice, its completion tokens, its reasoning tokens)."""
+    rng = rng_of(index)
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    thinking = ""
+    if mode.reasoning:
+        thinking = reasoning_text(rng_of(index, "reasoning"), mode.effort, limits.max_tokens)
+    reasoning = len(split_pieces(thinking))
+    if thinking:
+        message["reasoning_content"] = thinking
+        if limits.max_tokens is not None:  # the cap holds thinking and answer together
+            limits = replace(limits, max_tokens=limits.max_tokens - reasoning)
+    logprobs = None
+    if mode.tool is not None:
+        call, tokens, finish = tool_call(rng, mode.tool, limits.max_tokens)
+        message["tool_calls"] = [call]
+    else:
+        if mode.echo:
+            text, finish = _finish_text(last_user_text(body.get("messages")), limits)
+        else:
+            text, finish = _text_for_choice(rng, body, limits)
+        message["content"] = text
+        pieces = split_pieces(text)
+        tokens = len(pieces)
+        if mode.top_logprobs is not None:
+            logprobs = chat_logprobs(rng_of(index, "logprobs"), pieces, mode.top_logprobs)
+    choice = {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
+    return choice, tokens + reasoning, reasoning
 
 
 def build_chat_completion(
@@ -259,41 +195,51 @@ def build_chat_completion(
     created: int,
     seed: int | None,
     model: str | None = None,
+    reasoning: bool | None = None,
 ) -> dict[str, Any]:
     """A non-streaming ``chat.completion`` object for a chat request ``body``.
 
+    ``reasoning``: whether the model thinks first; None decides by the model's name
+    (:func:`fakeai.content.reasoning.is_reasoning_model`). Echo models never reason.
+
     Raises :class:`InvalidRequestValue` (a ``ValueError``) naming the field for a bad ``n``,
-    ``max_tokens``/``max_completion_tokens``, ``min_tokens``, ``stop`` or ``tool_choice``.
+    ``max_tokens``/``max_completion_tokens``, ``min_tokens``, ``stop``, ``tool_choice`` or
+    ``top_logprobs``.
     """
-    n = _parse_n(body)
-    limits = _parse_limits(body)
+    n = parse_n(body)
+    limits = parse_limits(body)
     if seed is None and isinstance(body.get("seed"), int):
         seed = body["seed"]
-    tool = _pick_tool(body)
     model_name = model or str(body.get("model") or "fakeai")
+    echo = is_echo_model(model_name)
+    if reasoning is None:
+        reasoning = is_reasoning_model(model_name)
+    mode = _ChatMode(
+        echo=echo,
+        reasoning=reasoning and not echo,
+        effort=body.get("reasoning_effort"),
+        top_logprobs=chat_top_logprobs(body),
+        tool=pick_tool(body),
+    )
+
+    def rng_of(index: int, purpose: str = "") -> random.Random:
+        return choice_rng(completion_id, seed, index, purpose)
+
     choices: list[dict[str, Any]] = []
-    completion_tokens = 0
+    completion_tokens = reasoning_tokens = 0
     for index in range(n):
-        rng = choice_rng(completion_id, seed, index)
-        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-        if tool is not None:
-            call, tokens, finish = _tool_call(rng, tool, limits)
-            message["tool_calls"] = [call]
-        else:
-            text, finish = _text_for_choice(rng, body, limits)
-            message["content"] = text
-            tokens = len(split_pieces(text))
+        choice, tokens, thought = _chat_choice(body, limits, mode, rng_of, index)
+        choices.append(choice)
         completion_tokens += tokens
-        choices.append(
-            {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
-        )
+        reasoning_tokens += thought
+    prompt_tokens = count_prompt_tokens(body.get("messages") or [])
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model_name,
         "choices": choices,
-        "usage": _usage(count_prompt_tokens(body.get("messages") or []), completion_tokens),
+        "usage": _usage(prompt_tokens, completion_tokens, reasoning_tokens),
         "system_fingerprint": system_fingerprint(model_name),
     }
 
@@ -316,6 +262,18 @@ def _prompts(body: Mapping[str, Any]) -> list[Any]:
     )
 
 
+def _completion_text(
+    prompt: Any, rng: random.Random, body: Mapping[str, Any], limits: Limits, echo_model: bool
+) -> tuple[str, str]:
+    """The generated text of one completion choice and its finish reason."""
+    if echo_model:
+        return _finish_text(prompt if isinstance(prompt, str) else "", limits)
+    text, finish = _text_for_choice(rng, body, limits)
+    if text and isinstance(prompt, str) and prompt and not prompt[-1].isspace():
+        text = " " + text  # a completion continues its prompt: the first word has its space
+    return text, finish
+
+
 def build_text_completion(
     body: Mapping[str, Any],
     *,
@@ -327,29 +285,39 @@ def build_text_completion(
     """A non-streaming ``text_completion`` object: ``n`` choices per prompt, in prompt order.
 
     ``echo`` puts a text prompt in front of its completions (token-id prompts are not echoed);
-    usage counts only generated pieces as completion tokens.
+    usage counts only generated pieces as completion tokens. ``logprobs`` (0-5) covers the
+    choice's whole ``text``, the echoed prompt included.
     """
-    n = _parse_n(body)
-    limits = _parse_limits(body)
+    n = parse_n(body)
+    limits = parse_limits(body)
     prompts = _prompts(body)
     if seed is None and isinstance(body.get("seed"), int):
         seed = body["seed"]
     echo = bool(body.get("echo", False))
+    top = legacy_logprobs(body)
     model_name = model or str(body.get("model") or "fakeai")
+    echo_model = is_echo_model(model_name)
     choices: list[dict[str, Any]] = []
     completion_tokens = 0
     for p, prompt in enumerate(prompts):
         for j in range(n):
             index = p * n + j
-            text, finish = _text_for_choice(choice_rng(completion_id, seed, index), body, limits)
-            if isinstance(prompt, str) and prompt and not prompt[-1].isspace():
-                # A completion continues its prompt: the first word comes with its space.
-                text = " " + text if text else text
+            rng = choice_rng(completion_id, seed, index)
+            text, finish = _completion_text(prompt, rng, body, limits, echo_model)
             completion_tokens += len(split_pieces(text))
-            if echo and isinstance(prompt, str):
+            echoed = echo and isinstance(prompt, str)
+            offset = len(prompt) if isinstance(prompt, str) and not echoed else 0
+            if echoed:
                 text = prompt + text
+            logprobs = None
+            if top is not None:
+                lp_rng = choice_rng(completion_id, seed, index, "logprobs")
+                pieces = split_pieces(text)
+                logprobs = completion_logprobs(
+                    lp_rng, pieces, top, offset=offset, echoed=echoed and bool(prompt)
+                )
             choices.append(
-                {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+                {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish}
             )
     return {
         "id": completion_id,

@@ -177,8 +177,8 @@ def build_response(
     )
     if cap is not None and r_tokens:
         chat["max_completion_tokens"] = max(1, cap - r_tokens)
-    completion = build_chat_completion(
-        chat, completion_id=response_id, created=created_at, seed=seed, model=model
+    completion = build_chat_completion(  # the reasoning is ours (above), not the chat builder's
+        chat, completion_id=response_id, created=created_at, seed=seed, model=model, reasoning=False
     )
     choice = completion["choices"][0]
     message = choice["message"]

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from fakeai.content.tokenizer import piece_ends
 from fakeai.streaming.base import StreamChunk, StreamContext, StreamingGenerator
 from fakeai.streaming.chunking import DeltaGenerator, TokenChunker
+from fakeai.streaming.generators._logprobs import LOGPROBS, PieceLogprobs
 from fakeai.streaming.generators._pacing import Pacer, make_pacer
 from fakeai.streaming.generators._response import CHOICE, USAGE, read_response, to_dict
 from fakeai.timing import LatencyModel
@@ -83,17 +84,25 @@ class TextUnits:
     """One unit per token piece of ``text``, each ``[(make(piece), 1)]``, made when iterated.
 
     Holds the text and 4 bytes per piece (:func:`~fakeai.content.tokenizer.piece_ends`).
-    ``first`` is merged into the first unit's delta (the chat role). Every unit is one delta
+    ``first`` is merged into the first unit's delta (the chat role); ``logprobs(i)``, when
+    given, is piece ``i``'s logprobs, carried under :data:`LOGPROBS`. Every unit is one delta
     of one token, so ``tokens`` and ``deltas`` equal the length.
     """
 
-    __slots__ = ("_ends", "_first", "_make", "_text")
+    __slots__ = ("_ends", "_first", "_logprobs", "_make", "_text")
 
-    def __init__(self, text: str, make: Callable[[str], Delta], first: Delta | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        make: Callable[[str], Delta],
+        first: Delta | None = None,
+        logprobs: PieceLogprobs | None = None,
+    ) -> None:
         self._text = text
         self._ends = piece_ends(text)
         self._make = make
         self._first = first
+        self._logprobs = logprobs
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -114,7 +123,13 @@ class TextUnits:
             start = end
 
     def __iter__(self) -> Iterator[Unit]:
-        make, first = self._make, self._first
+        make, first, logprobs = self._make, self._first, self._logprobs
+        if logprobs is not None:
+            for i, piece in enumerate(self.pieces()):
+                delta = {**(first or {}), **make(piece), LOGPROBS: logprobs(i)}
+                first = None
+                yield [(delta, 1)]
+            return
         for piece in self.pieces():
             if first is not None:
                 yield [({**first, **make(piece)}, 1)]

@@ -3,7 +3,11 @@
 Wire shape (OpenAI Chat Completions streaming, as OpenAI's API reference and SDKs read it):
 
 - every chunk has the response's ``id``, ``object``, ``created`` (the context's), ``model``,
-  ``system_fingerprint`` and one choice ``{index, delta, logprobs: null, finish_reason}``;
+  ``system_fingerprint`` and one choice ``{index, delta, logprobs, finish_reason}``;
+  ``logprobs`` is null unless the choice has logprobs: then each content chunk carries the
+  entries of its pieces (``{"content": [...], "refusal": null}``);
+- a reasoning model's ``reasoning_content`` streams first, one piece per chunk
+  (``delta.reasoning_content``, vLLM's and DeepSeek's field), then the answer;
 - the role travels with the first token, at the TTFT deadline, never before it: clients differ
   in which chunk starts TTFT (``vllm bench`` takes any chunk with choices, AIPerf the first with
   content), and only this keeps them in agreement (vllm PR #3768, sglang PR #29251);
@@ -29,6 +33,12 @@ from fakeai.streaming.generators._common import (
     Steps,
     TextUnits,
     Unit,
+)
+from fakeai.streaming.generators._logprobs import (
+    PieceLogprobs,
+    chat_piece_logprobs,
+    merging_logprobs,
+    split_logprobs,
 )
 from fakeai.streaming.generators._response import (
     CHOICE,
@@ -63,22 +73,33 @@ def _refusal(text: str) -> Delta:
     return {"refusal": text}
 
 
+def _reasoning(text: str) -> Delta:
+    return {"reasoning_content": text}
+
+
 class MessageUnits:
     """An assistant message's units, made when iterated (see :func:`message_units`).
 
     Holds the message's text and tool-call arguments plus 4 bytes per token piece; the
-    unit count, tokens and deltas are known up front without building any unit.
+    unit count, tokens and deltas are known up front without building any unit. ``logprobs``
+    gives each content piece its logprobs (:data:`~._logprobs.LOGPROBS`).
     """
 
-    __slots__ = ("_calls", "_text", "deltas", "tokens", "units")
+    __slots__ = ("_calls", "_text", "_thinking", "deltas", "tokens", "units")
 
-    def __init__(self, message: Mapping[str, Any]) -> None:
+    def __init__(self, message: Mapping[str, Any], logprobs: PieceLogprobs | None = None) -> None:
         content, refusal = message.get("content"), message.get("refusal")
+        thinking = message.get("reasoning_content")
+        self._thinking: TextUnits | None = None
+        role: Delta | None = _ROLE
+        if isinstance(thinking, str) and thinking:
+            self._thinking = TextUnits(thinking, _reasoning, _ROLE)
+            role = None
         self._text: TextUnits | None = None
         if isinstance(content, str) and content:
-            self._text = TextUnits(content, _content, _ROLE)
+            self._text = TextUnits(content, _content, role, logprobs)
         elif isinstance(refusal, str) and refusal:
-            self._text = TextUnits(refusal, _refusal, _ROLE)
+            self._text = TextUnits(refusal, _refusal, role)
         self._calls: list[tuple[int, dict[str, Any], TextUnits]] = []
         for i, raw in enumerate(message.get("tool_calls") or ()):
             call = to_dict(raw, TOOL_CALL, f"message.tool_calls[{i}]")
@@ -92,6 +113,7 @@ class MessageUnits:
             args = TextUnits(function.get("arguments") or "", _content)  # pieces only
             self._calls.append((i, head, args))
         text = len(self._text) if self._text is not None else 0
+        text += len(self._thinking) if self._thinking is not None else 0
         pieces = [len(args) for _, _, args in self._calls]
         self.tokens = text + sum(pieces)
         # A call streams its header with its first fragment (or alone when it has none).
@@ -102,7 +124,9 @@ class MessageUnits:
         return self.units
 
     def __iter__(self) -> Iterator[Unit]:
-        first = self._text is None
+        first = self._text is None and self._thinking is None
+        if self._thinking is not None:
+            yield from self._thinking
         if self._text is not None:
             yield from self._text
         for i, head, args in self._calls:
@@ -145,9 +169,9 @@ def message_units(message: Mapping[str, Any]) -> list[Unit]:
     return list(MessageUnits(message))
 
 
-def merge_chat_deltas(a: Delta, b: Delta) -> Delta | None:
-    """``a`` and ``b`` as one delta when they continue the same text or the same tool call's
-    arguments (for multi-token chunks); None when they must stay separate chunks."""
+def _merge_deltas(a: Delta, b: Delta) -> Delta | None:
+    if "reasoning_content" in b and len(b) == 1 and isinstance(a.get("reasoning_content"), str):
+        return {**a, "reasoning_content": a["reasoning_content"] + b["reasoning_content"]}
     if (
         "content" in b
         and len(b) == 1
@@ -167,6 +191,12 @@ def merge_chat_deltas(a: Delta, b: Delta) -> Delta | None:
     return None
 
 
+merge_chat_deltas = merging_logprobs(_merge_deltas)
+"""``a`` and ``b`` as one delta when they continue the same text (content, refusal or
+reasoning) or the same tool call's arguments (for multi-token chunks), their logprobs joined;
+None when they must stay separate chunks."""
+
+
 class ChatStreamingGenerator(ChoiceStreamGenerator):
     """Streams OpenAI chat completions, one token piece per chunk (``chunk_tokens`` groups)."""
 
@@ -177,7 +207,8 @@ class ChatStreamingGenerator(ChoiceStreamGenerator):
 
     @staticmethod
     def choice(index: int, delta: Delta) -> dict[str, Any]:
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+        delta, logprobs = split_logprobs(delta)
+        return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}
 
     @staticmethod
     def units(message: Mapping[str, Any]) -> Steps:
@@ -199,7 +230,11 @@ class ChatStreamingGenerator(ChoiceStreamGenerator):
             index = choice.get("index", pos)
             message = to_dict(choice["message"] or {}, MESSAGE, f"{where}.message")
             reason = choice.get("finish_reason") or "stop"
-            steps = LazySteps(self.units(message), self.chunk_tokens, self.merge)
+            logprobs = chat_piece_logprobs(choice.get("logprobs"))
+            units = self.units(message)
+            if logprobs is not None and isinstance(units, MessageUnits):
+                units = MessageUnits(message, logprobs)
+            steps = LazySteps(units, self.chunk_tokens, self.merge)
             finish = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
             plans.append(ChoicePlan(index, steps, finish, reason))
         return plans

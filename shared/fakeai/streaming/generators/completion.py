@@ -1,7 +1,9 @@
 """Streams a ``text_completion`` as OpenAI legacy Completions chunks.
 
 Each chunk is ``{id, object: "text_completion", created, model, choices: [{text, index,
-logprobs: null, finish_reason: null}]}`` with one token piece of ``text``; each choice ends with
+logprobs, finish_reason: null}]}`` with one token piece of ``text``; ``logprobs`` is null
+unless the choice has logprobs, then the legacy columns of the chunk's pieces (``tokens``,
+``token_logprobs``, ``top_logprobs``, ``text_offset``). Each choice ends with
 a chunk whose ``text`` is ``""`` and whose ``finish_reason`` is set; with ``include_usage`` a
 final chunk has ``choices: []`` and ``usage``. Choices interleave step by step as in chat.
 """
@@ -20,6 +22,11 @@ from fakeai.streaming.generators._common import (
     Steps,
     TextUnits,
 )
+from fakeai.streaming.generators._logprobs import (
+    LOGPROBS,
+    legacy_piece_logprobs,
+    merging_logprobs,
+)
 from fakeai.streaming.generators._response import CHOICE, require, to_dict
 
 __all__ = ["CompletionStreamingGenerator"]
@@ -31,8 +38,11 @@ def _text(piece: str) -> Delta:
     return {"text": piece}
 
 
-def _merge(a: Delta, b: Delta) -> Delta | None:
+def _merge_text(a: Delta, b: Delta) -> Delta | None:
     return {"text": a["text"] + b["text"]}
+
+
+_merge = merging_logprobs(_merge_text)
 
 
 class CompletionStreamingGenerator(ChoiceStreamGenerator):
@@ -50,7 +60,8 @@ class CompletionStreamingGenerator(ChoiceStreamGenerator):
 
     @staticmethod
     def choice(index: int, delta: Delta) -> dict[str, Any]:
-        return {"text": delta["text"], "index": index, "logprobs": None, "finish_reason": None}
+        logprobs = delta.get(LOGPROBS)
+        return {"text": delta["text"], "index": index, "logprobs": logprobs, "finish_reason": None}
 
     def plan_choices(self, full: Mapping[str, Any]) -> list[ChoicePlan]:
         """Every choice of ``full`` as steps of text pieces plus its finish chunk."""
@@ -61,7 +72,8 @@ class CompletionStreamingGenerator(ChoiceStreamGenerator):
             require(choice, "text", where, raw)
             index = choice.get("index", pos)
             text = choice.get("text") or ""
-            units: Steps = TextUnits(text, _text) if text else [[({"text": ""}, 0)]]
+            logprobs = legacy_piece_logprobs(choice.get("logprobs"))
+            units: Steps = TextUnits(text, _text, None, logprobs) if text else [[({"text": ""}, 0)]]
             reason = choice.get("finish_reason") or "stop"
             finish = {"text": "", "index": index, "logprobs": None, "finish_reason": reason}
             plans.append(
