@@ -14,6 +14,15 @@ Counters (one hash per model, ``Keys.counters(model)``; label in parentheses):
 
     requests, output_tokens, prompt_tokens, cancels, errors (code), success (finish reason),
     client_disconnects (edge), invalid_events (metrics consumer)
+
+Exact per-request histograms, in the same hash (fields ``<name>|<le>`` and ``<name>|sum``;
+:mod:`fakeai.timeseries.histograms`), one observation per finished stream (metrics consumer):
+
+    req_prompt_tokens, req_generation_tokens, req_params_n, req_params_max_tokens (counts);
+    req_queue_us      generation start - request accepted
+    req_prefill_us    first token - generation start
+    req_decode_us     last token - first token
+    req_inference_us  last token - generation start
 """
 
 from __future__ import annotations
@@ -35,6 +44,14 @@ __all__ = [
     "PROMPT_TOKENS",
     "QUANTILES",
     "REQUESTS",
+    "REQ_DECODE_US",
+    "REQ_GENERATION_TOKENS",
+    "REQ_INFERENCE_US",
+    "REQ_PARAMS_MAX_TOKENS",
+    "REQ_PARAMS_N",
+    "REQ_PREFILL_US",
+    "REQ_PROMPT_TOKENS",
+    "REQ_QUEUE_US",
     "SUCCESS",
     "TOKENS_PER_S",
     "TPOT",
@@ -62,5 +79,14 @@ ERRORS: Final = "errors"
 SUCCESS: Final = "success"
 CLIENT_DISCONNECTS: Final = "client_disconnects"
 INVALID_EVENTS: Final = "invalid_events"
+
+REQ_PROMPT_TOKENS: Final = "req_prompt_tokens"
+REQ_GENERATION_TOKENS: Final = "req_generation_tokens"
+REQ_PARAMS_N: Final = "req_params_n"
+REQ_PARAMS_MAX_TOKENS: Final = "req_params_max_tokens"
+REQ_QUEUE_US: Final = "req_queue_us"
+REQ_PREFILL_US: Final = "req_prefill_us"
+REQ_DECODE_US: Final = "req_decode_us"
+REQ_INFERENCE_US: Final = "req_inference_us"
 
 QUANTILES: Final = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}

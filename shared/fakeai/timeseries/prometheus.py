@@ -6,14 +6,22 @@ count of bins whose upper value is ≤ ``le`` (a bin straddling a bound counts o
 vLLM's (vllm/v1/metrics/loggers.py), so dashboards built for vLLM read ours unchanged; vLLM's
 names carry the labels ``model_name`` and ``engine`` (:data:`ENGINE`), ours ``model``.
 ``vllm:request_success_total`` carries every vLLM ``finished_reason`` of every model, 0 until
-seen, ours mapped onto them (:data:`_TO_VLLM_REASON`). OpenMetrics is rendered when the scrape's
-``Accept`` asks for it (:func:`wants_openmetrics`; prometheus_client's encoder).
+seen, ours mapped onto them (:data:`_TO_VLLM_REASON`). vLLM's per-request histograms (prompt
+and generation tokens, ``n``, ``max_tokens``, queue, prefill, decode and inference time) are
+exact: counts kept per bound in the counters hash (:mod:`fakeai.timeseries.histograms`).
+OpenMetrics is rendered when the scrape's ``Accept`` asks for it (:func:`wants_openmetrics`;
+prometheus_client's encoder).
+
+The gauges are per model, from the active streams (``Keys.active()``) and the ``model`` and
+``status`` of each one's meta hash: ``queued`` is waiting (accepted, not yet taken up by a
+producer), ``running`` is running. Every model known to the series shows them, 0 when idle.
 
 Scrapers such as AIPerf poll every 100 ms (notes/llm-sim-anchors.md §0.9), so a render is cached
-for ``cache_s`` and costs one pipeline in the steady state: the model set, and each model of
-the previous render's set (its counters hash and its all-time buckets; one model's keys share
-a hash tag, so on a Redis Cluster the client splits the pipeline per node). A new model costs
-one extra round trip once. Odd data (garbled fields, foreign keys) is skipped, never an error.
+for ``cache_s`` and costs two pipelines in the steady state: first the model set, the active
+stream ids, and each model of the previous render's set (its counters hash and its all-time
+buckets; one model's keys share a hash tag, so on a Redis Cluster the client splits the
+pipeline per node); then the meta fields of the active streams and any new model's keys. Odd
+data (garbled fields, foreign keys) is skipped, never an error.
 """
 
 from __future__ import annotations
@@ -36,9 +44,11 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.registry import Collector
 
-from fakeai.streams import PRODUCERS_GROUP, Keys
+from fakeai.streams import Keys
 from fakeai.streams.client import RedisClient
+from fakeai.streams.meta import F
 from fakeai.timeseries import names as n
+from fakeai.timeseries.histograms import E2E_BUCKETS, EXACT_HISTOGRAMS
 from fakeai.timeseries.sketch import LogSketch
 from fakeai.timeseries.store import TOTAL, parse_counter_field, sketch_from_hash
 
@@ -61,8 +71,6 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
 ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
                7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
-               60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 
 # (family name, label, metric, bounds, help)
 _HISTOGRAMS: tuple[tuple[str, str, str, tuple[float, ...], str], ...] = (
@@ -104,9 +112,6 @@ _COUNTERS: tuple[tuple[str, str, str, str | None, str], ...] = (
      "Successfully processed requests."),
 )  # fmt: skip
 
-ALL_MODELS = "all"
-"""Label value of gauges that are not kept per model (running and waiting requests)."""
-
 ENGINE = "0"
 """The ``engine`` label of every ``vllm:`` family: vLLM v1 labels each engine core's metrics
 with its index, and a single engine is ``"0"``."""
@@ -124,8 +129,9 @@ streams ended by an error other than a cancel are ``error``."""
 class _Snapshot:
     totals: dict[tuple[str, str], LogSketch] = field(default_factory=dict)
     counters: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    running: int = 0
-    waiting: int = 0
+    running: dict[str, int] = field(default_factory=dict)
+    """Running streams per model (every model of the gauges, 0 included)."""
+    waiting: dict[str, int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -145,6 +151,7 @@ class _SnapshotCollector(Collector):
                 buckets.append(("+Inf", float(s.n)))
                 h.add_metric([model, *_engine_value(name)], buckets, s.total)
             yield h
+        yield from _exact(snap)
         for name, label, counter, extra, doc in _COUNTERS:
             if counter == n.SUCCESS:
                 yield _finished(name, doc, snap)
@@ -162,8 +169,26 @@ class _SnapshotCollector(Collector):
             ("vllm:num_requests_waiting", "model_name", snap.waiting, "Requests waiting."),
         ):
             g = GaugeMetricFamily(name, doc, labels=[label, *_engine(name)])
-            g.add_metric([ALL_MODELS, *_engine_value(name)], float(value))
+            for model, count in sorted(value.items()):
+                g.add_metric([model, *_engine_value(name)], float(count))
             yield g
+
+
+def _exact(snap: _Snapshot) -> Iterator[Metric]:
+    """The exact per-request histograms, per model that has observations."""
+    fields: dict[str, dict[str, dict[str, int]]] = {}  # metric -> model -> label -> count
+    for (cname, label, model), v in snap.counters.items():
+        fields.setdefault(cname, {}).setdefault(model, {})[label] = v
+    for h in EXACT_HISTOGRAMS:
+        fam = HistogramMetricFamily(h.family, h.doc, labels=["model_name", "engine"])
+        for model, counts in sorted(fields.get(h.metric, {}).items()):
+            cumulative, count, total = h.read(counts)
+            if not count:
+                continue
+            buckets = [(_fmt(le), float(c)) for le, c in zip(h.bounds, cumulative, strict=True)]
+            buckets.append(("+Inf", float(count)))
+            fam.add_metric([model, ENGINE], buckets, total)
+        yield fam
 
 
 def _engine(name: str) -> list[str]:
@@ -227,24 +252,13 @@ def _int(v: Any) -> int:
 
 
 class PrometheusRenderer:
-    """Reads the all-time series and renders them, caching the text for ``cache_s``.
+    """Reads the all-time series and the active streams and renders them, caching the text for
+    ``cache_s``."""
 
-    ``request_partitions`` is ``Settings.request_partitions``: the waiting-requests gauge sums
-    the producers group's lag over every partition of the requests stream.
-    """
-
-    def __init__(
-        self,
-        redis: RedisClient,
-        keys: Keys,
-        *,
-        cache_s: float = 0.1,
-        request_partitions: int = 4,
-    ) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, cache_s: float = 0.1) -> None:
         self._redis = redis
         self._keys = keys
         self._cache_s = cache_s
-        self._partitions = request_partitions
         self._models: list[str] = []
         self._cached: dict[bool, tuple[float, bytes]] = {}
         self._lock = asyncio.Lock()
@@ -264,30 +278,31 @@ class PrometheusRenderer:
         k = self._keys
         pipe = self._redis.pipeline(transaction=False)
         pipe.smembers(k.ts_models())
-        pipe.zcard(k.active())
-        for key in k.all_requests(self._partitions):
-            pipe.xinfo_groups(key)
-        head = 2 + self._partitions
+        pipe.zrange(k.active(), 0, -1)
         self._queue_models(pipe, self._models)
         replies = await pipe.execute(raise_on_error=False)
-        models = sorted(
-            (m.decode(errors="replace") if isinstance(m, bytes) else str(m))
-            for m in (replies[0] if isinstance(replies[0], set | list) else ())
-        )
+        models = sorted(_name(m) for m in _items(replies[0]))
+        active = [_name(sid) for sid in _items(replies[1])]
         snap = _Snapshot()
-        self._read_models(snap, self._models, replies[head:])
+        self._read_models(snap, self._models, replies[2:])
         new = [m for m in models if m not in self._models]
-        if new:
-            pipe = self._redis.pipeline(transaction=False)
-            self._queue_models(pipe, new)
-            self._read_models(snap, new, await pipe.execute(raise_on_error=False))
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in active:
+            pipe.hmget(k.meta(sid), [F.MODEL, F.STATUS])
+        self._queue_models(pipe, new)
+        replies = await pipe.execute(raise_on_error=False) if active or new else []
+        self._read_models(snap, new, replies[len(active) :])
         self._models = models
-        snap.running = _int(replies[1]) if not isinstance(replies[1], Exception) else 0
-        for groups in replies[2:head]:
-            if isinstance(groups, list):  # ResponseError when the stream does not exist yet
-                for g in groups:
-                    if isinstance(g, dict) and _name(g.get("name")) == PRODUCERS_GROUP:
-                        snap.waiting += _int(g.get("lag"))
+        snap.running = dict.fromkeys(models, 0)
+        snap.waiting = dict.fromkeys(models, 0)
+        for meta in replies[: len(active)]:
+            if not isinstance(meta, list) or len(meta) != 2 or meta[0] is None:
+                continue  # gone meanwhile, or odd
+            model, status = _name(meta[0]), _name(meta[1])
+            for gauge, wanted in ((snap.running, "running"), (snap.waiting, "queued")):
+                gauge.setdefault(model, 0)
+                if status == wanted:
+                    gauge[model] += 1
         return snap
 
     def _queue_models(self, pipe: Any, models: list[str]) -> None:
@@ -319,3 +334,8 @@ class PrometheusRenderer:
 
 def _name(v: Any) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
+def _items(reply: Any) -> list[Any] | set[Any]:
+    """A set or list reply, or nothing when the command failed (a key of another type)."""
+    return reply if isinstance(reply, set | list) else []

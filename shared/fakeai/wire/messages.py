@@ -23,6 +23,7 @@ __all__ = [
     "FirehoseItem",
     "FirehoseStream",
     "GenerationRequest",
+    "RequestStats",
     "decode_cancel",
     "decode_done",
     "decode_error",
@@ -88,6 +89,21 @@ class DonePayload(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: int = 0
 
 
+class RequestStats(msgspec.Struct, frozen=True, array_like=True):
+    """What a stream's terminal firehose event adds for the per-request histograms (vLLM's
+    queue, prefill and decode times, prompt tokens, ``n``, ``max_tokens``):
+    ``[started_at_us, prompt_tokens, n, max_tokens]``."""
+
+    started_at_us: int = 0
+    """When a producer took the request up to generate it (0: never, for example a request
+    refused or parked before generation)."""
+    prompt_tokens: int = 0
+    n: int = 1
+    max_tokens: int | None = None
+    """``max_completion_tokens``, ``max_tokens`` or ``max_output_tokens`` of the request (the
+    first one set), None when the request sets none."""
+
+
 class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """One chunk or terminal entry of one stream, as observers see it.
 
@@ -113,6 +129,9 @@ class FirehoseEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     that union. Read it through :attr:`payload`.
     """
     error_code: str | None = None
+    stats: RequestStats | None = None
+    """On terminal events: the request's figures for the per-request histograms (None in
+    entries written before they existed, and on chunks)."""
 
     @property
     def payload(self) -> bytes | None:
@@ -127,7 +146,7 @@ def _payload(data: msgspec.Raw) -> bytes | None:
 
 class FirehoseItem(msgspec.Struct, frozen=True, array_like=True):
     """One event of a :class:`FirehoseStream`: ``[seq, kind, emitted_at_us, tokens, data,
-    error_code]``; entry id ``<created_ms>-<seq>``. Fields as in :class:`FirehoseEvent`."""
+    error_code, stats]``; entry id ``<created_ms>-<seq>``. Fields as in :class:`FirehoseEvent`."""
 
     seq: int
     kind: str
@@ -135,6 +154,7 @@ class FirehoseItem(msgspec.Struct, frozen=True, array_like=True):
     tokens: int = 0
     data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(_NULL))
     error_code: str | None = None
+    stats: RequestStats | None = None
 
     @property
     def payload(self) -> bytes | None:
@@ -165,6 +185,7 @@ class FirehoseStream(msgspec.Struct, frozen=True, array_like=True):
                 tokens=e.tokens,
                 data=e.data,
                 error_code=e.error_code,
+                stats=e.stats,
             )
             for e in self.events
         ]

@@ -25,6 +25,7 @@ from fakeai.wire.messages import (
     FirehoseEvent,
     FirehoseItem,
     FirehoseStream,
+    RequestStats,
     encode,
 )
 
@@ -41,19 +42,29 @@ def stream_events(
     error_code: str | None = None,
     finish_reason: str = "stop",
     prompt_tokens: int = 0,
+    chunk_tokens: Sequence[int] | None = None,
+    stats: RequestStats | None = None,
 ) -> list[FirehoseEvent]:
-    """The firehose events of one stream: chunks 1..k then the terminal entry."""
+    """The firehose events of one stream: chunks 1..k then the terminal entry (with ``stats``).
+
+    Chunk i carries ``chunk_tokens[i]`` tokens (1 each by default); a chunk of 0 tokens is a
+    Responses event without text (``response.created``), with a payload that says so."""
     created_ms = accepted_us // 1000
+    counts = [1] * len(chunk_us) if chunk_tokens is None else list(chunk_tokens)
     out = []
-    for i, t in enumerate(chunk_us, start=1):
-        data = encode({"id": sid, "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]})
+    for i, (t, k) in enumerate(zip(chunk_us, counts, strict=True), start=1):
+        data = (
+            encode({"id": sid, "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]})
+            if k
+            else encode({"type": "response.created", "sequence_number": i - 1})
+        )
         out.append(
             FirehoseEvent(
                 stream_id=sid, entry_id=entry_id(created_ms, i), kind="c", model=model,
-                accepted_at_us=accepted_us, emitted_at_us=t, tokens=1, data=msgspec.Raw(data),
+                accepted_at_us=accepted_us, emitted_at_us=t, tokens=k, data=msgspec.Raw(data),
             )
         )  # fmt: skip
-    total = len(chunk_us) if tokens is None else tokens
+    total = sum(counts) if tokens is None else tokens
     payload = (
         encode(DonePayload(finish_reason=finish_reason, chunks=len(chunk_us),
                            completion_tokens=total, prompt_tokens=prompt_tokens))
@@ -64,7 +75,7 @@ def stream_events(
         FirehoseEvent(
             stream_id=sid, entry_id=entry_id(created_ms, len(chunk_us) + 1), kind=kind,
             model=model, accepted_at_us=accepted_us, emitted_at_us=terminal_us, tokens=total,
-            data=msgspec.Raw(payload), error_code=error_code,
+            data=msgspec.Raw(payload), error_code=error_code, stats=stats,
         )
     )  # fmt: skip
     return out
@@ -129,6 +140,7 @@ def batch_entry(events: Sequence[FirehoseEvent]) -> bytes:
             )  # fmt: skip
         group.events.append(
             FirehoseItem(seq=pos.seq, kind=ev.kind, emitted_at_us=ev.emitted_at_us,
-                         tokens=ev.tokens, data=ev.data, error_code=ev.error_code)
+                         tokens=ev.tokens, data=ev.data, error_code=ev.error_code,
+                         stats=ev.stats)
         )  # fmt: skip
     return encode(list(groups.values()))

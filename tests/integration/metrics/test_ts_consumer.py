@@ -46,9 +46,14 @@ def _exact(values: list[float], q: float) -> float:
     return s[int(q * (len(s) - 1))]
 
 
-async def _counters(r: RedisClient, keys: Keys, model: str) -> dict[str, int]:
+async def _counters(
+    r: RedisClient, keys: Keys, model: str, *, histograms: bool = False
+) -> dict[str, int]:
+    """The model's counters; the exact per-request histograms' fields (``req_*``) only with
+    ``histograms``."""
     raw = await r.hgetall(keys.counters(model))
-    return {k.decode(): int(v) for k, v in raw.items()}
+    out = {k.decode(): int(v) for k, v in raw.items()}
+    return {k: v for k, v in out.items() if k.startswith("req_") == histograms}
 
 
 async def _requests(r: RedisClient, keys: Keys, model: str) -> int:
@@ -316,6 +321,14 @@ async def test_error_and_cancel_counters(store_url: str, keys: Keys, rc: RedisCl
         "cancels|": 1,
         "success|abort": 1,
         "success|length": 1,
+    }
+    # One observation per stream (entries without request stats: tokens only).
+    assert await _counters(rc, keys, "m", histograms=True) == {
+        "req_generation_tokens|1.0": 3,  # 1, 0 and 1 tokens
+        "req_generation_tokens|sum": 2,
+        "req_prompt_tokens|1.0": 2,  # 0 and 0
+        "req_prompt_tokens|20.0": 1,  # 12
+        "req_prompt_tokens|sum": 12,
     }
 
 

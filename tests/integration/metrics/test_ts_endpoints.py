@@ -91,12 +91,13 @@ async def test_prometheus_endpoint_parses(store_url: str, keys: Keys, rc: RedisC
     empty = await PrometheusRenderer(rc, keys).render()  # before any traffic
     assert b"vllm:num_requests_running" in empty
     await _seed(rc, keys, settings)
-    await rc.zadd(keys.active(), {"s1": 1, "s2": 2})
-    for p, lag in ((0, 2), (3, 1)):  # producers' lag, summed over the request partitions
-        await rc.xadd(keys.requests(p), {"x": "1"})
-        await rc.xgroup_create(keys.requests(p), "producers", id="0")
-        for _ in range(lag - 1):
-            await rc.xadd(keys.requests(p), {"x": "1"})
+    # Active streams, by the model and status of their meta: m1 runs 2 and has 1 waiting, m3
+    # (no finished stream yet) has 2 waiting; a stream whose meta is gone counts nowhere.
+    for sid, model, status in (("s1", "m1", "running"), ("s2", "m1", "running"),
+                               ("s3", "m1", "queued"), ("s4", "m3", "queued"),
+                               ("s5", "m3", "queued")):  # fmt: skip
+        await rc.hset(keys.meta(sid), mapping={"model": model, "status": status})
+    await rc.zadd(keys.active(), {f"s{i}": i for i in range(1, 7)})
     with run_asgi(_app(store_url, keys, settings)) as base:
         async with httpx.AsyncClient(base_url=base) as c:
             res = await c.get("/metrics")
@@ -119,9 +120,16 @@ async def test_prometheus_endpoint_parses(store_url: str, keys: Keys, rc: RedisC
     assert gen.value == 1000
     disc = fams["fakeai_client_disconnects"].samples[0]
     assert (disc.value, disc.labels) == (3, {"model": "m2"})
-    assert fams["vllm:num_requests_running"].samples[0].value == 2
-    assert fams["fakeai_running_streams"].samples[0].value == 2
-    assert fams["vllm:num_requests_waiting"].samples[0].value == 3
+    gauges = {
+        name: {s.labels.get("model_name", s.labels.get("model")): s.value for s in fam.samples}
+        for name, fam in fams.items()
+        if fam.type == "gauge"
+    }
+    assert gauges == {
+        "vllm:num_requests_running": {"m1": 2, "m2": 0, "m3": 0},
+        "fakeai_running_streams": {"m1": 2, "m2": 0, "m3": 0},
+        "vllm:num_requests_waiting": {"m1": 1, "m2": 0, "m3": 2},
+    }
 
 
 async def test_prometheus_never_fails_on_odd_data(
@@ -135,7 +143,7 @@ async def test_prometheus_never_fails_on_odd_data(
     )
     await r.hset(keys.counters("m"), mapping={"garbage": "1", "requests|": "x", "errors|E": "2"})
     await r.hset(keys.counters("weird|model"), mapping={"|": "1", "cancels|": "y"})
-    await r.set(keys.requests(0), "not a stream")  # XINFO GROUPS fails: waiting = 0
+    await r.set(keys.active(), "not a zset")  # ZRANGE fails: no active stream
     text = (await PrometheusRenderer(r, keys, cache_s=0).render()).decode()
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     h = {

@@ -14,12 +14,12 @@ from tests.conftest import BOTH
 
 from fakeai.services.producer import records as records_module
 from fakeai.services.producer.firehose import Firehose, FirehoseBatch, FirehoseTrims
-from fakeai.services.producer.records import Outcome, StreamRecords
+from fakeai.services.producer.records import Outcome, StreamRecords, request_params
 from fakeai.services.producer.writer import Cmds, LogWriter, WriteFailed
 from fakeai.streams import PRODUCERS_GROUP, Keys
 from fakeai.streams.client import RedisClient
 from fakeai.streams.log import Kind, Link, pack_command
-from fakeai.streams.log.firehose import firehose_events
+from fakeai.streams.log.firehose import batch_entry, firehose_events
 from fakeai.streams.meta import F
 from fakeai.wire import (
     FirehoseItem,
@@ -28,6 +28,7 @@ from fakeai.wire import (
     decode_firehose_batch,
     encode,
 )
+from fakeai.wire.messages import RequestStats
 
 # A model name that needs JSON escaping, to prove the event is not assembled naively.
 MODEL = 'odd "model" \\ é'
@@ -107,8 +108,54 @@ def test_data_entries_carry_the_log_entry_and_the_msgspec_firehose_event(
         )
         # head + event + "]]" is the stream's group of a batch entry, as msgspec writes it
         assert item.stream.head + item.event + b"]]" == encode(_group(rec, event)).replace(
-            b",null]]", b"]]"
+            b",null,null]]", b"]]"
         )
+
+
+def test_the_terminal_event_carries_the_request_stats_as_msgspec_writes_them(
+    keys: Keys, link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal firehose event ends with the request's figures: when generation started
+    (the records' making, once ``started``), prompt tokens, ``n`` and ``max_tokens``."""
+    times = iter([1_700_000_000_600_000, 1_700_000_002_000_000])
+    monkeypatch.setattr(records_module, "now_us", lambda: next(times))
+    req = GenerationRequest(
+        stream_id="chatcmpl-ab", endpoint="chat", model=MODEL, created_ms=CREATED_MS,
+        accepted_at=1_700_000_000.5, body={"n": 2, "max_completion_tokens": 9, "max_tokens": 5},
+    )  # fmt: skip
+    rec = StreamRecords(
+        request=req, msg_id=b"1-1", request_key=keys.requests_for(req.stream_id, 4), keys=keys,
+        link=link, firehose_partitions=4, retention_s=60,
+    )  # fmt: skip
+    started = _commands(rec.started("p1").packed)[0]
+    assert started[started.index(F.STARTED_AT.encode()) + 1] == b"%r" % 1_700_000_000.6
+    final = rec.terminal(
+        3, 2, Outcome(error_code="cancelled", completion_tokens=2, prompt_tokens=7)
+    )
+    (item,) = decode_firehose_batch(batch_entry([(final.stream.head, [final.event])])).pop().events
+    stats = RequestStats(started_at_us=1_700_000_000_600_000, prompt_tokens=7, n=2, max_tokens=9)
+    assert item.stats == stats
+    assert (item.kind, item.error_code, item.tokens) == ("e", "cancelled", 2)
+    assert batch_entry([(final.stream.head, [final.event])]) == encode([_group(rec, item)])
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, (1, None)),
+        ({"n": 3, "max_tokens": 10}, (3, 10)),
+        ({"max_output_tokens": 64}, (1, 64)),
+        ({"n": True, "max_tokens": "10"}, (1, None)),  # wrong types: as if unset
+    ],
+)
+def test_request_params(body: dict[str, object], expected: tuple[int, int | None]) -> None:
+    assert request_params(body) == expected
+
+
+def test_a_request_ended_before_it_started_has_no_start(keys: Keys, link: Link) -> None:
+    final = _records(keys, link).terminal(1, 0, Outcome(error_code="invalid_request"))
+    (item,) = decode_firehose_batch(batch_entry([(final.stream.head, [final.event])])).pop().events
+    assert item.stats == RequestStats(started_at_us=0, prompt_tokens=0, n=1, max_tokens=None)
 
 
 def test_terminal_item_ends_the_stream_and_acks_behind_the_firehose(keys: Keys, link: Link) -> None:

@@ -46,9 +46,7 @@ def _renderer(request: Request) -> PrometheusRenderer:
         raise ServiceUnavailable("Redis is unavailable; retry later", retry_after_s=1)
     r: PrometheusRenderer | None = getattr(state, _RENDERER_ATTR, None)
     if r is None:  # one per app: its cache and model list are shared by every scrape
-        r = PrometheusRenderer(
-            state.redis, state.keys, request_partitions=state.settings.request_partitions
-        )
+        r = PrometheusRenderer(state.redis, state.keys)
         setattr(state, _RENDERER_ATTR, r)
     return r
 

@@ -3,14 +3,20 @@
 A stream's samples are folded once, when its terminal entry arrives, and written together with
 the stream's idempotency marker (``Keys.ts_seen``): redelivered entries never count twice.
 
-Until then the tracker keeps, per running stream, the first and last chunk emit times, the last
-sequence number and a small sketch of its inter-token gaps (bounded by the bin count, not by
-the stream's length). Sequence numbers (entry id ``<created_ms>-<seq>``, seq 1 = first chunk;
+Until then the tracker keeps, per running stream, the emit times of its first and last entries
+that carry tokens, the last sequence number and a small sketch of its inter-token gaps (bounded
+by the bin count, not by the stream's length). TTFT is taken at the first entry with tokens,
+ITL between consecutive entries with tokens: a Responses stream's first entries
+(``response.created``, ``in_progress``, the item and part openings) are due at acceptance and
+carry none, nor do a chat stream's finish and usage chunks.
+
+Sequence numbers (entry id ``<created_ms>-<seq>``, seq 1 = first entry;
 :func:`fakeai.streams.log.entry_seq`) detect what a consumer did not see: a duplicate
 (seq ≤ last) is ignored, a gap marks the stream *incomplete*. An incomplete stream (for example
 one whose first chunks were read by a consumer that crashed) is rebuilt at its end from the
-stream's own log, whose entries carry the producer's append time (:class:`fakeai.streams.log.Entry`
-``t_us``); see :func:`rebuild`.
+stream's own log, whose entries carry the producer's append time
+(:class:`fakeai.streams.log.Entry` ``t_us``) but no token count (:func:`carries_tokens` tells
+from the payload); see :func:`rebuild`.
 
 Event kinds are the log's (:class:`fakeai.streams.log.Kind`), as the one-letter strings the
 firehose JSON carries.
@@ -29,9 +35,10 @@ import msgspec
 from fakeai.streams.log import TERMINAL_KINDS, Entry, Kind, entry_seq
 from fakeai.timeseries import Fold, LogSketch
 from fakeai.timeseries import names as n
-from fakeai.wire.messages import FirehoseEvent, FirehoseStream, decode_done
+from fakeai.timeseries.histograms import observe
+from fakeai.wire.messages import FirehoseEvent, FirehoseStream, RequestStats, decode_done
 
-__all__ = ["FinishedStream", "StreamTracker", "fold_finished", "rebuild"]
+__all__ = ["FinishedStream", "StreamTracker", "carries_tokens", "fold_finished", "rebuild"]
 
 _CHUNK_KINDS = frozenset({Kind.CHUNK.decode(), Kind.RESPONSE.decode()})
 _TERMINAL_KINDS = frozenset(k.decode() for k in TERMINAL_KINDS)
@@ -43,7 +50,11 @@ class _Running:
     model: str
     accepted_us: int
     first_us: int | None = None
+    """Emit time of the first entry with tokens (None until seen, or when one may be missing)."""
     last_us: int | None = None
+    """Emit time of the last entry with tokens."""
+    prev_us: int | None = None
+    """Emit time of the previous entry with tokens, None after a gap (no ITL across it)."""
     last_seq: int = 0
     complete: bool = True
     itl: LogSketch = field(default_factory=LogSketch)
@@ -68,6 +79,8 @@ class FinishedStream:
     error_code: str | None = None
     finish_reason: str | None = None
     prompt_tokens: int = 0
+    stats: RequestStats | None = None
+    """The request's figures, from the terminal event (None in older entries)."""
 
 
 class StreamTracker:
@@ -97,13 +110,14 @@ class StreamTracker:
             return None
         seq = _seq(ev.entry_id)
         if ev.kind in _CHUNK_KINDS:
-            self._chunk(self._state(sid, ev.model, ev.accepted_at_us, seq), seq, ev.emitted_at_us)
+            st = self._state(sid, ev.model, ev.accepted_at_us, seq)
+            self._chunk(st, seq, ev.emitted_at_us, ev.tokens)
             return None
         if ev.kind not in _TERMINAL_KINDS:
             return None
         return self._terminal(
             sid, ev.model, ev.accepted_at_us, seq, ev.kind, ev.emitted_at_us, ev.tokens,
-            ev.payload, ev.error_code,
+            ev.payload, ev.error_code, ev.stats,
         )  # fmt: skip
 
     def observe_stream(self, s: FirehoseStream) -> FinishedStream | None:
@@ -120,11 +134,11 @@ class StreamTracker:
             if e.kind in _CHUNK_KINDS:
                 if st is None:
                     st = self._state(sid, s.model, s.accepted_at_us, e.seq)
-                chunk(st, e.seq, e.emitted_at_us)
+                chunk(st, e.seq, e.emitted_at_us, e.tokens)
             elif e.kind in _TERMINAL_KINDS:
                 return self._terminal(
                     sid, s.model, s.accepted_at_us, e.seq, e.kind, e.emitted_at_us, e.tokens,
-                    e.payload, e.error_code,
+                    e.payload, e.error_code, e.stats,
                 )  # fmt: skip
         return None
 
@@ -140,17 +154,20 @@ class StreamTracker:
         return st
 
     @staticmethod
-    def _chunk(st: _Running, seq: int, emitted_us: int) -> None:
+    def _chunk(st: _Running, seq: int, emitted_us: int, tokens: int) -> None:
         if seq <= st.last_seq:
             return  # redelivered
         if st.last_seq and seq != st.last_seq + 1:
-            st.complete = False  # a gap: skip that one inter-token sample
-        elif st.last_us is not None:
-            st.itl.add((emitted_us - st.last_us) / 1e6)
-        if seq == 1:
-            st.first_us = emitted_us
-        st.last_us = emitted_us
+            st.complete = False  # a gap: skip the inter-token sample across it
+            st.prev_us = None
         st.last_seq = seq
+        if tokens <= 0:
+            return
+        if st.prev_us is not None:
+            st.itl.add((emitted_us - st.prev_us) / 1e6)
+        elif st.first_us is None and st.complete:  # every entry since seq 1 seen
+            st.first_us = emitted_us
+        st.prev_us = st.last_us = emitted_us
 
     def _terminal(
         self,
@@ -163,6 +180,7 @@ class StreamTracker:
         tokens: int,
         payload: bytes | None,
         error_code: str | None,
+        stats: RequestStats | None,
     ) -> FinishedStream:
         st = self._running.pop(sid, None)
         if st is None:
@@ -171,6 +189,8 @@ class StreamTracker:
         else:
             complete = st.complete and seq == st.last_seq + 1
         finish_reason, prompt_tokens = _done_details(kind, payload)
+        if stats is not None:
+            prompt_tokens = stats.prompt_tokens
         return FinishedStream(
             stream_id=sid,
             model=model,
@@ -185,6 +205,7 @@ class StreamTracker:
             error_code=error_code,
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,
+            stats=stats,
         )
 
     def mark_finished(self, stream_ids: list[str]) -> None:
@@ -224,16 +245,49 @@ def _done_details(kind: str, payload: bytes | None) -> tuple[str | None, int]:
     return None, 0
 
 
-def rebuild(f: FinishedStream, log: Iterable[Entry]) -> FinishedStream:
-    """``f`` recomputed from its log's entries: the append time of each data entry.
+def carries_tokens(entry: Entry) -> bool:
+    """Whether a log entry stands for output tokens, told from its payload (log entries carry no
+    token count; the firehose's do): a whole response (``r``) does; a Responses event does when
+    it is a ``*.delta``; a chat or completion chunk does when a choice's delta has more than its
+    role, or its text is not empty. A payload of another shape counts as tokens."""
+    if not entry.is_data:
+        return False
+    if entry.kind == Kind.RESPONSE:
+        return True
+    try:
+        obj = msgspec.json.decode(entry.data)
+    except msgspec.DecodeError:
+        return True
+    if not isinstance(obj, dict):
+        return True
+    kind = obj.get("type")
+    if isinstance(kind, str) and kind.startswith("response."):
+        return kind.endswith(".delta")
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        return True
+    for c in choices:
+        if not isinstance(c, dict):
+            continue
+        delta = c.get("delta")
+        if isinstance(delta, dict) and any(v for k, v in delta.items() if k != "role"):
+            return True
+        if c.get("text"):
+            return True
+    return False
 
-    A log without data entries (expired, or a stream that ended before its first chunk) leaves
+
+def rebuild(f: FinishedStream, log: Iterable[Entry]) -> FinishedStream:
+    """``f`` recomputed from its log's entries: the append time of each entry with tokens
+    (:func:`carries_tokens`).
+
+    A log without such entries (expired, or a stream that ended before its first token) leaves
     ``f`` as it is: partial samples beat none.
     """
-    chunk_times_us = [(e.seq, e.t_us) for e in log if e.is_data and e.t_us]
-    if not chunk_times_us:
+    token_times_us = [(e.seq, e.t_us) for e in log if e.t_us and carries_tokens(e)]
+    if not token_times_us:
         return f
-    times = [t for _, t in sorted(chunk_times_us)]
+    times = [t for _, t in sorted(token_times_us)]
     itl = LogSketch.of((b - a) / 1e6 for a, b in itertools.pairwise(times))
     return replace(f, first_us=times[0], last_us=times[-1], itl=itl, complete=True)
 
@@ -242,7 +296,11 @@ def fold_finished(fold: Fold, f: FinishedStream) -> None:
     """Add one finished stream's samples and counter increments to ``fold``.
 
     Every sample goes in the bucket of the terminal entry, so a stream lands in one bucket.
+    The exact per-request histograms (:mod:`fakeai.timeseries.histograms`) get one value
+    each; those that need the terminal event's :class:`RequestStats` (times from generation
+    start, ``n``, ``max_tokens``) get none from entries written before it existed.
     """
+    _fold_request(fold, f)
     at = f.terminal_us / 1e6
     m = f.model
     if f.first_us is not None:
@@ -268,3 +326,26 @@ def fold_finished(fold: Fold, f: FinishedStream) -> None:
             fold.incr(n.CANCELS, m)
             # vLLM counts aborted requests as finished_reason="abort".
             fold.incr(n.SUCCESS, m, label="abort")
+
+
+def _fold_request(fold: Fold, f: FinishedStream) -> None:
+    """The stream's values of the exact per-request histograms (vLLM's request histograms)."""
+    m = f.model
+    observe(fold, n.REQ_PROMPT_TOKENS, m, f.prompt_tokens)
+    observe(fold, n.REQ_GENERATION_TOKENS, m, f.tokens)
+    stats = f.stats
+    if stats is None:
+        return
+    observe(fold, n.REQ_PARAMS_N, m, stats.n)
+    if stats.max_tokens is not None:
+        observe(fold, n.REQ_PARAMS_MAX_TOKENS, m, stats.max_tokens)
+    start = stats.started_at_us
+    if not start:
+        return  # never generated: no queue, prefill or decode time
+    observe(fold, n.REQ_QUEUE_US, m, start - f.accepted_us)
+    if f.first_us is not None and f.last_us is not None:
+        # A stream taken over after a failover started (again) after its first token: its
+        # prefill and inference times are negative, and dropped.
+        observe(fold, n.REQ_PREFILL_US, m, f.first_us - start)
+        observe(fold, n.REQ_DECODE_US, m, f.last_us - f.first_us)
+        observe(fold, n.REQ_INFERENCE_US, m, f.last_us - start)

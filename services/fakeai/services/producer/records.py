@@ -11,9 +11,12 @@ Each log entry is written together with its firehose event, which the writer bat
 partition (:mod:`.firehose`). Data entries, the per-chunk hot path, are :class:`.writer.Logged`
 items. The terminal entry comes with everything that ends a stream, in the same flush: meta
 status and totals, EXPIRE (or PERSIST for "keep forever") of log and meta, ZREM from the active
-set, its firehose event (carrying the terminal payload), then the XACK of the request
-(:class:`.writer.Final`). A request parked as failed also gets a record in
-``Keys.deadletter()`` (:meth:`StreamRecords.parked`), written before its terminal entry.
+set, its firehose event (carrying the terminal payload and the request's figures for the
+per-request histograms, :class:`~fakeai.wire.messages.RequestStats`: when generation started,
+prompt tokens, ``n``, ``max_tokens``), then the XACK of the request (:class:`.writer.Final`).
+Generation starts when the records are made: a producer makes them once the request has a slot.
+A request parked as failed also gets a record in ``Keys.deadletter()``
+(:meth:`StreamRecords.parked`), written before its terminal entry.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fakeai.services.producer.firehose import StreamHead
 from fakeai.services.producer.items import Cmds, Final, Logged
@@ -29,8 +33,17 @@ from fakeai.streams.log import Kind, Link, pack_command, pack_entry
 from fakeai.streams.log import firehose as wire
 from fakeai.streams.meta import F
 from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, GenerationRequest, encode
+from fakeai.wire.messages import RequestStats
 
-__all__ = ["DEADLETTER_MAXLEN", "EndCode", "Outcome", "StreamRecords", "ack", "now_us"]
+__all__ = [
+    "DEADLETTER_MAXLEN",
+    "EndCode",
+    "Outcome",
+    "StreamRecords",
+    "ack",
+    "now_us",
+    "request_params",
+]
 
 
 class EndCode:
@@ -84,6 +97,22 @@ def _arg(value: str | int | float) -> bytes:
     return b"%d" % value
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def request_params(body: Mapping[str, Any]) -> tuple[int, int | None]:
+    """``(n, max_tokens)`` of a request body: ``n`` (1 when unset) and the first of
+    ``max_completion_tokens``, ``max_tokens``, ``max_output_tokens`` that is set (None when
+    none is), as vLLM's ``request_params_n`` / ``request_params_max_tokens`` count them."""
+    n = _int(body.get("n"))
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        cap = _int(body.get(name))
+        if cap is not None:
+            return n or 1, cap
+    return n or 1, None
+
+
 def _hset(key: bytes, mapping: Mapping[str, str | int | float]) -> bytes:
     args = [b"HSET", key]
     for name, value in mapping.items():
@@ -135,9 +164,12 @@ class StreamRecords:
     _slot: int = field(init=False)
     _id_head: bytes = field(init=False)
     _stream: StreamHead = field(init=False)
+    _created_us: int = field(init=False)
+    _started: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         req = self.request
+        self._created_us = now_us()
         sid = req.stream_id
         chunks = self.keys.chunks(sid)
         self._chunks_key = chunks.encode()
@@ -161,8 +193,10 @@ class StreamRecords:
         return entry_id(self.request.created_ms, seq)
 
     def started(self, producer: str) -> Cmds:
-        """Meta: running on ``producer``."""
-        mapping = {F.STATUS: "running", F.PRODUCER: producer, F.STARTED_AT: repr(time.time())}
+        """Meta: running on ``producer``, since these records were made (generation start)."""
+        self._started = True
+        started = repr(self._created_us / 1e6)
+        mapping = {F.STATUS: "running", F.PRODUCER: producer, F.STARTED_AT: started}
         return Cmds(self._slot, _hset(self._meta_key, mapping), 1)
 
     def entry(self, seq: int, kind: bytes, data: bytes, tokens: int) -> Logged:
@@ -236,9 +270,24 @@ class StreamRecords:
             ),
             stream=self._stream,
             event=wire.event(
-                seq, kind, t_us, outcome.completion_tokens, payload, outcome.error_code
+                seq,
+                kind,
+                t_us,
+                outcome.completion_tokens,
+                payload,
+                outcome.error_code,
+                self._stats(outcome),
             ),
             after=self.ack(),
+        )
+
+    def _stats(self, outcome: Outcome) -> RequestStats:
+        n, max_tokens = request_params(self.request.body)
+        return RequestStats(
+            started_at_us=self._created_us if self._started else 0,
+            prompt_tokens=outcome.prompt_tokens,
+            n=n,
+            max_tokens=max_tokens,
         )
 
     def ack(self) -> Cmds:

@@ -5,9 +5,11 @@ A firehose partition (``Keys.events(p)``) entry has one field:
 ``b``  a batch: every event one producer flush wrote for streams of that partition, as a JSON
        array of ``FirehoseStream`` (array-like, :mod:`fakeai.wire.messages`):
        ``[[stream_id, model, accepted_at_us, created_ms, [[seq, kind, emitted_at_us, tokens,
-       data, error_code], ...]], ...]``, the events of one stream in seq order (trailing
-       default fields may be left out). One entry carries the chunks of many streams, so the
-       firehose costs one XADD per flush and partition, not one per chunk.
+       data, error_code, stats], ...]], ...]``, the events of one stream in seq order (trailing
+       default fields may be left out). ``stats`` (a ``RequestStats``: generation start,
+       prompt tokens, ``n``, ``max_tokens``) is on terminal events only; entries written
+       before it existed lack it and still read. One entry carries the chunks of many
+       streams, so the firehose costs one XADD per flush and partition, not one per chunk.
 ``f``  one ``FirehoseEvent`` (the format before batches; still read).
 
 The JSON is assembled from parts here, byte for byte what msgspec would encode for the structs
@@ -21,6 +23,7 @@ from typing import Any, Final
 
 from fakeai.streams.log.entry import pack_command
 from fakeai.wire import FirehoseEvent, decode_firehose, decode_firehose_batch, encode
+from fakeai.wire.messages import RequestStats
 
 __all__ = [
     "F_BATCH",
@@ -51,11 +54,17 @@ def event(
     tokens: int,
     data: bytes,
     error_code: str | None = None,
+    stats: RequestStats | None = None,
 ) -> bytes:
-    """One ``FirehoseItem``: ``[seq, kind, emitted_at_us, tokens, data(, error_code)]``.
+    """One ``FirehoseItem``: ``[seq, kind, emitted_at_us, tokens, data(, error_code(, stats))]``.
 
-    ``kind`` is a one-letter ``Kind`` (no escaping needed); ``data`` is JSON.
+    ``kind`` is a one-letter ``Kind`` (no escaping needed); ``data`` is JSON. ``stats`` goes on
+    terminal events only (the per-request histograms' figures).
     """
+    if stats is not None:
+        return b'[%d,"%s",%d,%d,%s,%s,%s]' % (
+            seq, kind, emitted_at_us, tokens, data, encode(error_code), encode(stats),
+        )  # fmt: skip
     if error_code is None:
         return b'[%d,"%s",%d,%d,%s]' % (seq, kind, emitted_at_us, tokens, data)
     return b'[%d,"%s",%d,%d,%s,%s]' % (
