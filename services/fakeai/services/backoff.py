@@ -6,7 +6,9 @@ same way: sleep, double the delay up to a cap, try again, and reset once a call 
 errors that mean "Redis, or a node of the cluster, is not there right now" are retried
 (:data:`RETRYABLE`; ``redis.exceptions.ConnectionError`` covers ``BusyLoadingError``, the
 LOADING reply of a Redis still reading its append-only file); any other error is a bug or a bad
-command and goes up.
+command and goes up. The delays are redis-py's own :class:`redis.backoff.ExponentialBackoff`
+(the policy its clients retry with); :class:`Backoff` adds what a loop needs around it: the
+failure count and start, and a sleep that a stop event ends.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AskError,
     ClusterError,
@@ -74,6 +77,7 @@ class Backoff:
     cap_s: float = 2.0
     failures: int = 0
     since: float = 0.0
+    _policy: ExponentialBackoff = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.first_s <= 0 or self.cap_s < self.first_s:
@@ -81,10 +85,12 @@ class Backoff:
                 f"Backoff needs 0 < first_s <= cap_s; got first_s={self.first_s}, "
                 f"cap_s={self.cap_s}"
             )
+        self._policy = ExponentialBackoff(cap=self.cap_s, base=self.first_s)
 
     @property
     def delay_s(self) -> float:
-        return min(self.cap_s, self.first_s * float(2 ** min(self.failures, 30)))
+        # Past 30 failures the cap has long been reached; 2**n of a huge n would overflow.
+        return float(self._policy.compute(min(self.failures, 30)))
 
     async def sleep(self, stop: asyncio.Event | None = None) -> None:
         """Wait the next delay; with ``stop``, end at once when it is set."""
