@@ -58,7 +58,7 @@ def test_background_cut_after_event_10_and_resume(stack: Stack) -> None:
 def test_random_cuts_resume_without_gaps_or_duplicates(stack: Stack) -> None:
     rng = random.Random(11)
     with _client(stack) as client:
-        for _ in range(30):
+        for _ in range(100):
             stream = client.responses.create(
                 model=MODEL,
                 input="Cut me anywhere.",

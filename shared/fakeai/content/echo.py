@@ -38,7 +38,8 @@ def _text_of(content: Any) -> str:
 
 def last_user_text(messages: Any) -> str:
     """The text of the last ``user`` message of a chat ``messages`` list ("" without one)."""
-    for message in reversed(messages if isinstance(messages, list) else ()):
+    items: list[Any] = messages if isinstance(messages, list) else []
+    for message in reversed(items):
         if isinstance(message, Mapping) and message.get("role") == "user":
             return _text_of(message.get("content"))
     return ""

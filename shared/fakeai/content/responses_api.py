@@ -45,7 +45,13 @@ from fakeai.content.responses import build_chat_completion
 from fakeai.content.responses_input import chat_body, item_id
 from fakeai.content.tokenizer import split_pieces
 
-__all__ = ["REASONING_TOKENS", "BuiltResponse", "build_response", "response_object"]
+__all__ = [
+    "REASONING_TOKENS",
+    "BuiltResponse",
+    "build_response",
+    "response_object",
+    "stamp_completed",
+]
 
 REASONING_TOKENS = {"minimal": 8, "low": 24, "medium": 64, "high": 160}
 """Reasoning tokens by ``reasoning.effort`` (default ``medium``), before the seeded jitter."""
@@ -75,6 +81,7 @@ def response_object(
         "object": "response",
         "created_at": created_at,
         "status": "in_progress",
+        "completed_at": None,
         "background": bool(body.get("background")),
         "error": None,
         "incomplete_details": None,
@@ -100,6 +107,19 @@ def response_object(
         "usage": None,
         "user": body.get("user"),
     }
+
+
+def stamp_completed(event: dict[str, Any], at: float) -> dict[str, Any]:
+    """``event`` with its response's ``completed_at`` set to ``at`` (Unix s, whole seconds as
+    ``created_at``) when it is ``response.completed``; any other event as it is.
+
+    OpenAI sets ``completed_at`` on a completed response only. The time is the event's own
+    (when the producer writes it), so it is stamped then, not when the events are built.
+    """
+    response = event.get("response")
+    if event.get("type") != "response.completed" or not isinstance(response, dict):
+        return event
+    return {**event, "response": {**response, "completed_at": int(at)}}
 
 
 class _Events:

@@ -13,7 +13,9 @@ same things as a chat request in other words; the fake model answers both with o
   ``{"type": "function", "function": {...}}``; hosted tools (web search, ...) are ignored;
 - ``tool_choice`` ``{"type": "function", "name"}`` -> chat's ``{"type": "function",
   "function": {"name"}}``; a hosted-tool choice counts as ``auto``;
-- ``text.format`` -> ``response_format``; ``max_output_tokens`` -> ``max_completion_tokens``.
+- ``text.format`` -> ``response_format``; ``max_output_tokens`` -> ``max_completion_tokens``;
+  ``temperature``, ``top_p``, ``user`` as they are, and vLLM's ``ignore_eos`` (an extension:
+  exactly ``max_output_tokens`` tokens, as ``fakeai-streams bench`` asks for on every API).
 
 Input items as ``GET /v1/responses/{id}/input_items`` lists them (:func:`input_items`) carry an
 id each, derived from the response id and the item's position, so they are the same on every
@@ -28,7 +30,7 @@ from typing import Any
 
 __all__ = ["chat_body", "input_items", "item_id", "text_of"]
 
-_SAMPLING = ("temperature", "top_p", "user")
+_PASSED_ON = ("temperature", "top_p", "user", "ignore_eos")
 
 
 def item_id(prefix: str, response_id: str, index: int) -> str:
@@ -164,7 +166,7 @@ def chat_body(body: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ()
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
-    for name in _SAMPLING:
+    for name in _PASSED_ON:
         if body.get(name) is not None:
             chat[name] = body[name]
     return chat

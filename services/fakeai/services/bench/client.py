@@ -2,6 +2,7 @@
 
     fakeai-streams bench --url http://127.0.0.1:8000 --concurrency 100 --duration 10 \\
         --model gpt-4o --max-tokens 200 --no-latency [--resume-every 20] [--json]
+    fakeai-streams bench --api responses ...     the same against POST /v1/responses
 
 Closed loop: ``--concurrency`` workers each send streaming requests back to back, for
 ``--requests`` in total or for ``--duration`` seconds (requests started before the end run to
@@ -75,10 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to keep starting requests",
     )
     p.add_argument(
+        "--api",
         "--endpoint",
+        dest="endpoint",
         choices=ENDPOINTS,
         default="chat",
-        help="/v1/chat/completions or /v1/completions",
+        help="/v1/chat/completions, /v1/completions or /v1/responses (--max-tokens is then "
+        "max_output_tokens, at least 16)",
     )
     p.add_argument("--model", default="gpt-4o")
     p.add_argument(
@@ -126,7 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume-every",
         type=_number(int, 1, "--resume-every"),
-        help="drop the connection every K chunks and resume with Last-Event-ID",
+        help="drop the connection every K chunks and resume with Last-Event-ID (responses: "
+        "with starting_after=<sequence_number>)",
     )
     p.add_argument(
         "--resume-delay-ms",

@@ -1,4 +1,11 @@
-"""One bench run's parameters, and the requests they turn into (headers, bodies, URLs)."""
+"""One bench run's parameters, and the requests they turn into (headers, bodies, URLs).
+
+Endpoints: ``chat`` (``/v1/chat/completions``), ``completions`` (``/v1/completions``) and
+``responses`` (``POST /v1/responses``, stream true; ``max_tokens`` is sent as
+``max_output_tokens``, which OpenAI bounds below by :data:`MIN_OUTPUT_TOKENS`). A chat or
+completion stream is resumed with ``GET /v1/streams/{id}`` + ``Last-Event-ID``, a response with
+``GET /v1/responses/{id}?stream=true&starting_after=<sequence_number>``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["DEFAULT_PROMPT", "ENDPOINTS", "BenchConfig", "Endpoint"]
+__all__ = ["DEFAULT_PROMPT", "ENDPOINTS", "MIN_OUTPUT_TOKENS", "BenchConfig", "Endpoint"]
 
-Endpoint = Literal["chat", "completions"]
-ENDPOINTS: tuple[Endpoint, ...] = ("chat", "completions")
-_PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+Endpoint = Literal["chat", "completions", "responses"]
+ENDPOINTS: tuple[Endpoint, ...] = ("chat", "completions", "responses")
+_PATHS: dict[str, str] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "responses": "/v1/responses",
+}
+MIN_OUTPUT_TOKENS = 16
+"""The least ``max_output_tokens`` the Responses API accepts (as OpenAI)."""
 DEFAULT_PROMPT = "Tell me about streaming systems."
 
 
@@ -50,6 +63,16 @@ class BenchConfig:
             raise ValueError(f"concurrency: must be >= 1, got {self.concurrency}")
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint: expected one of {ENDPOINTS}, got {self.endpoint!r}")
+        if self.events and self.max_tokens < MIN_OUTPUT_TOKENS:
+            raise ValueError(
+                f"max_tokens: the Responses API needs max_output_tokens >= {MIN_OUTPUT_TOKENS}, "
+                f"got {self.max_tokens}"
+            )
+
+    @property
+    def events(self) -> bool:
+        """The endpoint streams typed events (the Responses API), not chunks + ``[DONE]``."""
+        return self.endpoint == "responses"
 
     @property
     def base(self) -> str:
@@ -62,6 +85,10 @@ class BenchConfig:
 
     def stream_url(self, stream_id: str) -> str:
         return f"{self.base}/v1/streams/{stream_id}"
+
+    def response_url(self, response_id: str) -> str:
+        """``GET`` it with ``stream=true`` (and ``starting_after``) to stream a response."""
+        return f"{self.base}/v1/responses/{response_id}"
 
     def headers(self) -> dict[str, str]:
         h = {"Accept": "text/event-stream", "Accept-Encoding": "identity", **self.extra_headers}
@@ -81,6 +108,14 @@ class BenchConfig:
         ``ignore_eos`` makes ``max_tokens`` the output length.
         """
         prompt = f"{uuid.uuid4().hex} {self.prompt}"
+        if self.events:
+            return {
+                "model": self.model,
+                "input": prompt,
+                "stream": True,
+                "max_output_tokens": self.max_tokens,
+                "ignore_eos": True,
+            }
         body: dict[str, Any] = {
             "model": self.model,
             "stream": True,

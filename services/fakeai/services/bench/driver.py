@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from fakeai.embedded_redis import free_port
 from fakeai.services.bench import procs
-from fakeai.services.bench.config import BenchConfig
+from fakeai.services.bench.config import BenchConfig, Endpoint
 from fakeai.services.bench.procs import CpuMeter
 from fakeai.services.bench.runner import run_bench
 from fakeai.services.bench.stack import LocalStack
@@ -135,12 +135,25 @@ class Driver:
         return BenchConfig(url=url, concurrency=concurrency, model=self.model, **base)
 
     def throughput_rows(
-        self, url: str, meter: CpuMeter, levels: tuple[int, ...], notes: list[str] | None = None
+        self,
+        url: str,
+        meter: CpuMeter,
+        levels: tuple[int, ...],
+        notes: list[str] | None = None,
+        endpoint: Endpoint = "chat",
     ) -> list[Any]:
         """One row per level; with ``notes``, a sentence per level on where the CPU went."""
         rows = []
         for c in levels:
-            cfg = self.cfg(url, c, max_tokens=200, ttft_ms=0.0, itl_ms=0.0, timeout_s=120.0)
+            cfg = self.cfg(
+                url,
+                c,
+                max_tokens=200,
+                ttft_ms=0.0,
+                itl_ms=0.0,
+                timeout_s=120.0,
+                endpoint=endpoint,
+            )
             run(run_bench(replace(cfg, requests=c, duration_s=None)))  # warm-up
             res, cpu = measure_run(meter, run_bench(cfg))
             total = sum(cpu.values())
@@ -162,6 +175,66 @@ class Driver:
                 ]
             )
         return rows
+
+    S3_DELAY_MS = 50.0
+    S3_EVERY = 20
+
+    def resume_rows(self, url: str, meter: CpuMeter, endpoint: Endpoint = "chat") -> list[Any]:
+        """S3's rows: ``scale.s3`` streams of 200 tokens, each dropped every
+        :attr:`S3_EVERY` events and resumed after :attr:`S3_DELAY_MS`, at the profile's pace
+        and at a stress pace."""
+        n = self.scale.s3
+        loads: list[tuple[str, float | None, float | None]] = [
+            (f"{self.model} profile", None, None),
+            ("TTFT 50 ms, ITL 5 ms (stress)", 50.0, 5.0),
+        ]
+        rows = []
+        for label, ttft_ms, itl_ms in loads:
+            cfg = self.cfg(
+                url,
+                n,
+                requests=n,
+                duration_s=None,
+                max_tokens=200,
+                ttft_ms=ttft_ms,
+                itl_ms=itl_ms,
+                resume_every=self.S3_EVERY,
+                resume_delay_ms=self.S3_DELAY_MS,
+                timeout_s=120.0,
+                endpoint=endpoint,
+            )
+            res, cpu = measure_run(meter, run_bench(cfg))
+            r = res["resume"]
+            rows.append(
+                [
+                    label,
+                    res["requests_ok"],
+                    res["errors"],
+                    r["resumes"],
+                    r["latency_ms"]["p50"],
+                    r["latency_ms"]["p99"],
+                    r["latency_ms"]["max"],
+                    r["gaps"],
+                    r["duplicates"],
+                    r["text_mismatches"],
+                    cores_by_role(cpu, res),
+                ]
+            )
+        return rows
+
+    RESUME_HEAD: ClassVar[list[str]] = [
+        "timing",
+        "streams ok",
+        "errors",
+        "resumes",
+        "resume p50 ms",
+        "resume p99 ms",
+        "resume max ms",
+        "gaps",
+        "duplicates",
+        "text mismatches",
+        "cores by role",
+    ]
 
     THROUGHPUT_HEAD: ClassVar[list[str]] = [
         "streams",

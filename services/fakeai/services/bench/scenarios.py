@@ -10,9 +10,10 @@ S1 throughput (latency off), S2 latency fidelity against the gpt-4o profile, S3 
 chunks, S4 fan-out of one stream to many readers, S5 edge memory per idle connection, S6 the
 upstream ``fakeai`` package on the same machine (skipped with a note when it cannot be
 installed), S7 scale-out: one redis-server against a 3-master Redis Cluster, with 1 and 2 edges
-and producers (:mod:`.scaleout`). The report names the machine, the date and the exact
-command. Figures only: no scenario passes or fails, except that S2 says where client-observed
-latency stops matching the profile (median within 5 %, p99 within 10 %).
+and producers (:mod:`.scaleout`); S1R and S3R are S1 and S3 against the Responses API
+(``POST /v1/responses``, :mod:`.responses_rows`). The report names the machine, the date and
+the exact command. Figures only: no scenario passes or fails, except that S2 says where
+client-observed latency stops matching the profile (median within 5 %, p99 within 10 %).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 
 from fakeai.embedded_redis import free_port
 from fakeai.latency_profiles import LatencyProfileManager
-from fakeai.services.bench import procs, scaleout
+from fakeai.services.bench import procs, responses_rows, scaleout
 from fakeai.services.bench.driver import (
     QUICK,
     Driver,
@@ -56,7 +57,7 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S1R", "S3R")
 
 
 class Scenarios(Driver):
@@ -231,49 +232,11 @@ class Scenarios(Driver):
                 itl.extend(g * 1000 for g in plan.itl_s)
         return sorted(ttft), sorted(itl)
 
-    S3_DELAY_MS = 50.0
-
     def s3(self) -> None:
         n = self.scale.s3
-        loads: list[tuple[str, float | None, float | None]] = [
-            (f"{self.model} profile", None, None),
-            ("TTFT 50 ms, ITL 5 ms (stress)", 50.0, 5.0),
-        ]
-        rows = []
         stack = self.stack("s3")
-        meter = stack_meter(stack)
         try:
-            for label, ttft_ms, itl_ms in loads:
-                cfg = self.cfg(
-                    stack.url,
-                    n,
-                    requests=n,
-                    duration_s=None,
-                    max_tokens=200,
-                    ttft_ms=ttft_ms,
-                    itl_ms=itl_ms,
-                    resume_every=20,
-                    resume_delay_ms=self.S3_DELAY_MS,
-                    timeout_s=120.0,
-                )
-                res, cpu = measure_run(meter, run_bench(cfg))
-                r = res["resume"]
-                cores = cores_by_role(cpu, res)
-                rows.append(
-                    [
-                        label,
-                        res["requests_ok"],
-                        res["errors"],
-                        r["resumes"],
-                        r["latency_ms"]["p50"],
-                        r["latency_ms"]["p99"],
-                        r["latency_ms"]["max"],
-                        r["gaps"],
-                        r["duplicates"],
-                        r["text_mismatches"],
-                        cores,
-                    ]
-                )
+            rows = self.resume_rows(stack.url, stack_meter(stack))
         finally:
             stack.stop()
         self.lines += [
@@ -286,22 +249,7 @@ class Scenarios(Driver):
             "first resumed event. The stress row makes 100 streams at 5 ms ITL (20,000 chunks/s) "
             "plus 1,000 resumes/s: the machine's two cores are busy.",
             "",
-            *md_table(
-                [
-                    "timing",
-                    "streams ok",
-                    "errors",
-                    "resumes",
-                    "resume p50 ms",
-                    "resume p99 ms",
-                    "resume max ms",
-                    "gaps",
-                    "duplicates",
-                    "text mismatches",
-                    "cores by role",
-                ],
-                rows,
-            ),
+            *md_table(self.RESUME_HEAD, rows),
             "What limits it: a resume is one HTTP request. The edge parses it, checks the id "
             "against the stream's meta, reads the missed entries with one XRANGE, writes them, "
             "then follows the live stream. At the profile's pace that takes a few ms; in the "
@@ -575,6 +523,12 @@ class Scenarios(Driver):
         """Its own edge and producer counts per row: ``--edge-workers`` and
         ``--producer-workers`` do not apply."""
         self.lines += scaleout.s7(self)
+
+    def s1r(self) -> None:
+        self.lines += responses_rows.s1r(self)
+
+    def s3r(self) -> None:
+        self.lines += responses_rows.s3r(self)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ with two deliberate simplifications, because a load generator must not be the bo
 - lines end with ``\\n`` or ``\\r\\n`` (a lone ``\\r`` is not a line end; OpenAI-compatible
   servers never send one);
 - ``event:`` and ``retry:`` fields are ignored (OpenAI chat/completions streams carry no event
-  names).
+  names; a Responses API event repeats its name as the ``type`` of its data).
 
 An event with no ``data:`` line is not dispatched, but its ``id:`` still sets
 :attr:`SSEParser.last_event_id`, exactly as the spec's "last event ID buffer" does: that is how
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import msgspec
 
-__all__ = ["DONE", "ChunkInfo", "SSEEvent", "SSEParser", "chunk_info"]
+__all__ = ["DONE", "ChunkInfo", "EventInfo", "SSEEvent", "SSEParser", "chunk_info", "event_info"]
 
 DONE = b"[DONE]"
 
@@ -121,6 +121,32 @@ class ChunkInfo(NamedTuple):
     valid: bool
     """The data parsed as a JSON object."""
 
+    @property
+    def sequence(self) -> int | None:
+        """A chunk has no ``sequence_number`` (:class:`EventInfo` has)."""
+        return None
+
+    @property
+    def end(self) -> bool:
+        """A chunk never ends its stream: ``[DONE]`` does."""
+        return False
+
+
+class EventInfo(NamedTuple):
+    """What the bench reads from one Responses API event (:func:`event_info`)."""
+
+    text: str
+    """The text of a ``response.output_text.delta``; "" for every other event."""
+    completion_tokens: int | None
+    """``response.usage.output_tokens`` of the final event."""
+    error: bool
+    """An ``error`` or ``response.failed`` event."""
+    valid: bool
+    sequence: int | None
+    """The event's ``sequence_number``."""
+    end: bool
+    """The stream's last event: ``response.completed`` or ``response.incomplete``."""
+
 
 def chunk_info(data: bytes) -> ChunkInfo:
     """Decode only the fields the bench needs (msgspec skips the rest without building it)."""
@@ -141,3 +167,40 @@ def chunk_info(data: bytes) -> ChunkInfo:
     tokens = chunk.usage.completion_tokens if chunk.usage is not None else None
     text = parts[0] if len(parts) == 1 else "".join(parts)
     return ChunkInfo(text, tokens, len(chunk.error) > 0, True)
+
+
+class _ResponseUsage(msgspec.Struct):
+    output_tokens: int | None = None
+
+
+class _Response(msgspec.Struct):
+    usage: _ResponseUsage | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    sequence_number: int | None = None
+    delta: str | None = None
+    response: _Response | None = None
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+_TEXT_DELTA = "response.output_text.delta"
+_ENDS = frozenset({"response.completed", "response.incomplete"})
+_FAILS = frozenset({"error", "response.failed"})
+
+
+def event_info(data: bytes) -> EventInfo:
+    """:func:`chunk_info` of a Responses API event: the text of ``response.output_text.delta``
+    (the tokens TTFT and ITL time), ``output_tokens`` of the final response, an ``error`` or
+    ``response.failed`` event as an error."""
+    try:
+        ev = _decode_event(data)
+    except msgspec.DecodeError:
+        return EventInfo("", None, False, False, None, False)
+    kind = ev.type
+    text = (ev.delta or "") if kind == _TEXT_DELTA else ""
+    end = kind in _ENDS
+    usage = ev.response.usage if end and ev.response is not None else None
+    tokens = usage.output_tokens if usage is not None else None
+    return EventInfo(text, tokens, kind in _FAILS, True, ev.sequence_number, end)

@@ -76,7 +76,8 @@ class IdCheck:
 
     Ids must strictly increase. When they have the project's ``<ms>-<seq>`` form (seq counts
     entries from 1, terminal entry included), a jump in ``seq`` is a gap of that many entries.
-    Ids of another form are only checked for repeats.
+    Ids of another form are only checked for repeats. A Responses API stream is checked by its
+    events' ``sequence_number`` instead (:meth:`see_sequence`).
     """
 
     last: EntryId | None = None
@@ -94,6 +95,14 @@ class IdCheck:
                 self.seen.add(raw)
                 self.ids.append(raw)
             return
+        self._next(parsed, raw)
+
+    def see_sequence(self, number: int) -> None:
+        """A Responses API event's ``sequence_number`` (from 0, one per event): checked as the
+        entry seq ``number + 1`` of one stream; recorded in :attr:`ids` as its digits."""
+        self._next(EntryId(0, number + 1), b"%d" % number)
+
+    def _next(self, parsed: EntryId, raw: bytes) -> None:
         last = self.last
         if last is not None and parsed <= last:
             self.duplicates += 1

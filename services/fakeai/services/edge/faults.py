@@ -37,6 +37,13 @@ How the edge applies them (the wiring, a few lines per route):
 
 The malformed event carries the id of the chunk before it (``<ms>-<seq-1>`` of the next
 entry), so a client's ``Last-Event-ID`` does not move.
+
+On a Responses API stream (``named``: the route's :class:`.formats.Formatter` names its events)
+the faults speak that API: N counts its events (``response.created`` is the first), an error
+is the ``error`` event (``{"type": "error", "code": "injected_fault", ...}``, without
+``sequence_number``: it is no event of the response, so ``starting_after`` the last number
+received resumes), and the malformed event is a ``response.output_text.delta`` cut short. An
+injected error is not ``response.failed``: the response itself goes on and can be resumed.
 """
 
 from __future__ import annotations
@@ -357,6 +364,12 @@ _MALFORMED: Final = (
     b'{"id":"malformed","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
 )
 """A chunk cut short: valid as SSE, invalid as JSON (the client's parser must cope)."""
+_MALFORMED_EVENT: Final = (
+    b'{"type":"response.output_text.delta","item_id":"malformed","output_index":0,'
+    b'"content_index":0,"delta":"'
+)
+"""The same for a Responses API stream: a text delta cut short (its type still readable)."""
+_RESUME_AFTER: Final = "resume with starting_after=<the last sequence_number received>"
 
 
 def _nth_data(batch: Sequence[Entry], n: int) -> int | None:
@@ -370,25 +383,26 @@ def _nth_data(batch: Sequence[Entry], n: int) -> int | None:
     return None
 
 
-def _malformed_before(e: Entry) -> Entry:
-    """A malformed chunk to write before ``e``, with the id of the entry before ``e``."""
+def _malformed_before(e: Entry, named: bool) -> Entry:
+    """A malformed chunk (``named``: event) to write before ``e``, with the id of the entry
+    before ``e``."""
     ms = e.id.rpartition(b"-")[0]
     return Entry(
         id=ms + b"-" + str(max(0, e.seq - 1)).encode(),
         seq=max(0, e.seq - 1),
         kind=Kind.CHUNK,
-        data=_MALFORMED,
+        data=_MALFORMED_EVENT if named else _MALFORMED,
         t_us=e.t_us,
     )
 
 
-async def _fire(fault: MidStreamFault, closing: asyncio.Event | None) -> bool:
+async def _fire(fault: MidStreamFault, closing: asyncio.Event | None, named: bool) -> bool:
     """Apply ``fault`` at its point; True when the response must end there (a cut)."""
     match fault:
         case ErrorAfter(chunks=n):
+            hint = _RESUME_AFTER if named else RESUME_HINT
             raise StreamInterrupted(
-                FAULT_CODE,
-                f"fault injected by {HEADER}: error_after={n}; {RESUME_HINT}",
+                FAULT_CODE, f"fault injected by {HEADER}: error_after={n}; {hint}"
             )
         case CutAfter():
             return True
@@ -406,12 +420,14 @@ async def inject(
     fault: MidStreamFault | None,
     *,
     closing: asyncio.Event | None = None,
+    named: bool = False,
 ) -> AsyncGenerator[list[Entry], None]:
     """``entries`` (batches of a log iterator) with ``fault`` applied (module docstring).
 
     Heartbeats (empty batches) pass through, except during a stall, when nothing is read.
     Closing the result closes ``entries`` (the hub subscription is released). ``closing``
-    (``EdgeState.closing``) cuts a stall short at shutdown.
+    (``EdgeState.closing``) cuts a stall short at shutdown. ``named``: a Responses API
+    stream (its faults in that API's shapes).
     """
     try:
         if fault is None:
@@ -423,11 +439,11 @@ async def inject(
         malformed_due = False
         if left == 0 and isinstance(fault, StallAfter | MalformedAfter):
             armed = False
-            await _fire(fault, closing)  # a stall before anything is read
+            await _fire(fault, closing, named)  # a stall before anything is read
             malformed_due = isinstance(fault, MalformedAfter)
         async for batch in entries:
             if malformed_due and batch:
-                batch = [_malformed_before(batch[0]), *batch]
+                batch = [_malformed_before(batch[0], named), *batch]
                 malformed_due = False
             if not armed or not batch:
                 yield batch
@@ -436,7 +452,7 @@ async def inject(
                 # An error or a cut before the first entry fires when it arrives: the log
                 # iterator has started by then, so closing it releases its subscription.
                 armed = False
-                if await _fire(fault, closing):
+                if await _fire(fault, closing, named):
                     return
                 yield batch
                 continue
@@ -447,12 +463,12 @@ async def inject(
                 continue
             armed = False
             yield batch[: i + 1]
-            if await _fire(fault, closing):
+            if await _fire(fault, closing, named):
                 return
             rest = batch[i + 1 :]
             if isinstance(fault, MalformedAfter):
                 if rest:
-                    rest = [_malformed_before(rest[0]), *rest]
+                    rest = [_malformed_before(rest[0], named), *rest]
                 else:
                     malformed_due = True
             if rest:

@@ -72,10 +72,11 @@ from redis.exceptions import RedisClusterException, RedisError
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fakeai.services.edge.formats import Formatter
+from fakeai.services.edge.formats import Formatter, event_type
 from fakeai.services.edge.interrupted import StreamInterrupted
 from fakeai.services.edge.state import EdgeState
 from fakeai.streams.log import Entry, Kind
+from fakeai.streams.positions import is_event_stream
 from fakeai.timeseries.names import CLIENT_DISCONNECTS, EDGE_TTFT, PIPELINE_LAG
 from fakeai.timeseries.recorder import SampleRecorder
 from fakeai.wire import ErrorBody
@@ -262,14 +263,29 @@ class _StallWatch:
         self._timer = self._loop.call_later(self._period, self._sweep) if self._open else None
 
 
+def _is_data(e: Entry) -> bool:
+    return e.kind in _DATA_KINDS
+
+
+def _is_delta(e: Entry) -> bool:
+    """An event stream's entry that carries output tokens: a ``*.delta`` event (text, function
+    call arguments, reasoning summary, transcript)."""
+    return e.kind == Kind.CHUNK and event_type(e.data).endswith(b".delta")
+
+
 def _sample_lag(
-    recorder: SampleRecorder, model: str, batch: list[Entry], arrived: float, timed_first: bool
+    recorder: SampleRecorder,
+    model: str,
+    batch: list[Entry],
+    arrived: float,
+    timed_first: bool,
+    carries_tokens: Callable[[Entry], bool],
 ) -> bool:
-    """One pipeline_lag sample per write, not per chunk: the oldest data entry of the write
-    (the largest lag in it, so tails are not hidden); edge_ttft at the first one. Returns
-    whether the first data entry has been timed."""
+    """One pipeline_lag sample per write, not per chunk: the oldest entry of the write that
+    carries tokens (the largest lag in it, so tails are not hidden); edge_ttft at the first
+    one. Returns whether the first such entry has been timed."""
     for e in batch:
-        if e.kind in _DATA_KINDS:
+        if carries_tokens(e):
             now = time.time()
             if not timed_first:
                 timed_first = True
@@ -301,13 +317,17 @@ def stream_response(
         disconnect_after: end the response (no end marker) after this many events.
         arrived: request arrival (Unix s); when given, this is a live first delivery and the
             edge records ``edge_ttft`` and ``pipeline_lag``, sampled once per write (the
-            write's oldest data entry) rather than per chunk: a write of k ready chunks costs
-            one sample, and its lag is the largest of the k.
+            write's oldest entry that carries tokens) rather than per chunk: a write of k
+            ready chunks costs one sample, and its lag is the largest of the k. A chat or
+            completion chunk carries tokens; of an event stream (a Responses API response),
+            only a ``*.delta`` event does: ``response.created`` and the events up to the first
+            delta are due at acceptance, so timing them would make TTFT about 0.
         release: what frees the route's hold on the stream (its hub subscription): runs when
             the response is over, whether or not ``entries`` ever started (module docstring).
     """
     recorder = state.recorder
     entry = fmt.entry
+    carries_tokens = _is_delta if is_event_stream(stream_id) else _is_data
     ended = False  # the server ended the response on purpose (end of log, cut, error)
 
     async def body() -> AsyncGenerator[bytes, None]:
@@ -340,7 +360,9 @@ def stream_response(
                     if out:
                         yield out
                     if arrived is not None:
-                        timed_first = _sample_lag(recorder, model, batch, arrived, timed_first)
+                        timed_first = _sample_lag(
+                            recorder, model, batch, arrived, timed_first, carries_tokens
+                        )
                     sent += len(batch)
                     if batch[-1].terminal or (
                         disconnect_after is not None and sent >= disconnect_after

@@ -106,7 +106,7 @@ async def create_response(request: Request) -> Response:
     if req.stream:
         response = stream_response(
             state,
-            inject(opened.entries, opened.fault, closing=state.closing),
+            inject(opened.entries, opened.fault, closing=state.closing, named=True),
             Formatter("sse", state.settings.retry_ms, named=True),
             stream_id=opened.sid,
             model=req.model,

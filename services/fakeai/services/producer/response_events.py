@@ -17,7 +17,8 @@ Sequence:
    flag, the log holds every event: ``stream: false`` only changes what the edge answers.
 3. Taken over after a failover: the same events are built again (everything is derived from
    the stream id and the seed) and those the log holds (``seq <= last seq``) are skipped.
-4. The end: ``d`` after ``response.completed`` / ``response.incomplete``; ``e`` (cancelled,
+4. The end: ``d`` after ``response.completed`` (its ``completed_at`` stamped when it is
+   written) / ``response.incomplete``; ``e`` (cancelled,
    timeout, shutdown, ...) when the stream stops early; the edge shows an ``e`` entry as the
    Responses ``error`` event, and retrieve as status ``cancelled`` or ``failed``.
 """
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from fakeai.content import InvalidRequestValue
-from fakeai.content.responses_api import BuiltResponse, build_response
+from fakeai.content.responses_api import BuiltResponse, build_response, stamp_completed
 from fakeai.latency_profiles import get_latency_manager
 from fakeai.services.producer.ending import failure, invalid, timeout
 from fakeai.services.producer.records import Outcome
@@ -141,6 +143,7 @@ async def _emit(
     throttle = max(1, writer.max_pending // 4)
     head = run.records.head
     seq = tokens = 0
+    last = len(built.events)
     try:
         for event, count in zip(built.events, built.tokens, strict=True):
             tokens += count
@@ -155,6 +158,8 @@ async def _emit(
                     tick.cancel()
                 if run.end_code is not None or (writer.refused and head in writer.refused):
                     return seq, tokens - count, False
+                if seq + 1 == last:  # the response's end: completed_at is now
+                    event = stamp_completed(event, time.time())
                 item = run.records.entry(seq + 1, Kind.CHUNK, encode(event), count)
                 if not writer.put_nowait(item):
                     await writer.put(item)
