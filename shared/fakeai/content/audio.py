@@ -1,5 +1,8 @@
 """Deterministic fake speech: a short tone per word, as PCM16 or WAV, and chat audio responses.
 
+Speech is a tone per word (30 ms per character by default, pitch from the word's text) and a
+30 ms pause after each piece: audio a person can play, whose length follows the text.
+
 OpenAI's chat audio output (``modalities: ["text", "audio"]``, ``audio: {voice, format}``)
 returns ``message.audio = {id, data, transcript, expires_at}`` with ``data`` the base64 audio.
 Streaming requires ``format: "pcm16"`` (24 kHz, 16-bit little-endian, mono), which is what we
@@ -28,7 +31,9 @@ __all__ = [
     "SAMPLE_RATE",
     "build_audio_chat_completion",
     "synthesize_pcm16",
+    "wants_audio",
     "wav_bytes",
+    "wav_header",
 ]
 
 SAMPLE_RATE = 24_000
@@ -59,25 +64,39 @@ def _tone_block(freq_hz: int) -> bytes:
 _SILENCE = bytes(2 * _BLOCK_SAMPLES)
 
 
-def synthesize_pcm16(pieces: list[str]) -> bytes:
-    """PCM16 audio for transcript pieces: per piece a tone (30 ms per character, pitch from
-    the piece's text) followed by 30 ms of silence; whitespace-only pieces are silence."""
+def synthesize_pcm16(pieces: list[str], ms_per_char: int = _MS_PER_CHAR) -> bytes:
+    """PCM16 audio for transcript pieces: per piece a tone (``ms_per_char`` per character,
+    pitch from the piece's text) followed by 30 ms of silence; whitespace-only pieces are
+    silence. The audio of a list is the concatenation of the audio of its pieces, so pieces
+    can be synthesised (and streamed) one at a time."""
     out: list[bytes] = []
     for piece in pieces:
         word = piece.strip()
         if word:
             freq = 200 + 100 * (sum(map(ord, word)) % 8)
-            out.append(_tone_block(freq) * max(1, len(word) * _MS_PER_CHAR // 10))
+            out.append(_tone_block(freq) * max(1, len(word) * ms_per_char // 10))
         out.append(_SILENCE * _GAP_BLOCKS)
     return b"".join(out)
 
 
+def wants_audio(body: Mapping[str, Any]) -> bool:
+    """Does a chat request ask for audio output (``"audio"`` in ``modalities``)?"""
+    modalities = body.get("modalities")
+    return isinstance(modalities, list) and "audio" in modalities
+
+
 def wav_bytes(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
     """A RIFF/WAVE file (PCM, mono, 16-bit) holding ``pcm``."""
-    header = struct.pack(
+    return wav_header(len(pcm), sample_rate) + pcm
+
+
+def wav_header(data_bytes: int, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """The 44-byte RIFF/WAVE header (PCM, mono, 16-bit) of ``data_bytes`` of samples: sent
+    first, it lets a WAV be streamed whose length is known in advance."""
+    return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
         b"RIFF",
-        36 + len(pcm),
+        36 + data_bytes,
         b"WAVE",
         b"fmt ",
         16,
@@ -88,9 +107,8 @@ def wav_bytes(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
         2,
         16,
         b"data",
-        len(pcm),
+        data_bytes,
     )
-    return header + pcm
 
 
 def build_audio_chat_completion(
@@ -132,4 +150,13 @@ def build_audio_chat_completion(
             "transcript": transcript,
             "expires_at": created + AUDIO_TTL_S,
         }
+    # Every output token is spoken: the transcript's tokens are counted as audio tokens, as
+    # OpenAI reports them (``completion_tokens_details.audio_tokens``).
+    usage = response["usage"]
+    usage["prompt_tokens_details"] = {**usage["prompt_tokens_details"], "audio_tokens": 0}
+    usage["completion_tokens_details"] = {
+        **usage["completion_tokens_details"],
+        "audio_tokens": usage["completion_tokens"],
+        "text_tokens": 0,
+    }
     return response

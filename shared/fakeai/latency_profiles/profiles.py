@@ -101,6 +101,17 @@ _PROFILES: tuple[LatencyProfile, ...] = (
     _p("qwen3-235b-a22b", 500, 100, 20, 4, 0.14, 64, reasoning=True),
     _p("deepseek-v3", 700, 140, 30, 7, 0.2, 64),
     _p("deepseek-r1", 750, 150, 30, 7, 0.2, 64, reasoning=True),
+    # Audio, realtime and image models. A speech "token" is a transcript piece and the audio
+    # that speaks it; an image step (a partial image) stands for a fixed number of tokens
+    # (fakeai.content.images.STEP_TOKENS), so ITL times the image's refinement.
+    _p("tts-1", 220, 45, 12, 2.5, 0.02),
+    _p("gpt-4o-mini-tts", 260, 50, 10, 2, 0.02),
+    _p("gpt-4o-audio-preview", 320, 65, 18, 4, 0.08),
+    _p("whisper-1", 400, 80, 8, 2, 0.02),
+    _p("gpt-4o-transcribe", 300, 60, 12, 2.5, 0.02),
+    _p("gpt-realtime", 300, 60, 16, 3.5, 0.05),
+    _p("gpt-4o-realtime-preview", 350, 70, 18, 4, 0.06),
+    _p("gpt-image-1", 900, 180, 40, 8, 0.0, 32),
 )
 
 DEFAULT_PROFILE = _p("default", 200, 40, 12, 2.5, 0.05)
@@ -113,6 +124,14 @@ LATENCY_PROFILES: Mapping[str, LatencyProfile] = {p.name: p for p in _PROFILES}
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), name)
     for pattern, name in (
+        (r"^gpt-4o(?:-mini)?-tts", "gpt-4o-mini-tts"),
+        (r"^tts-1", "tts-1"),
+        (r"^gpt-4o(?:-mini)?-transcribe", "gpt-4o-transcribe"),
+        (r"^whisper", "whisper-1"),
+        (r"^gpt-4o(?:-mini)?-realtime", "gpt-4o-realtime-preview"),
+        (r"^gpt-realtime", "gpt-realtime"),
+        (r"^gpt-4o(?:-mini)?-audio", "gpt-4o-audio-preview"),
+        (r"^gpt-image", "gpt-image-1"),
         (r"^(?:chatgpt-)?gpt-4o-mini", "gpt-4o-mini"),
         (r"^(?:chatgpt-)?gpt-4o", "gpt-4o"),
         (r"^gpt-4\.1-nano", "gpt-4.1-nano"),

@@ -14,7 +14,9 @@ becomes ``data: {"error": {...}}`` then ``data: [DONE]``. An interruption by the
 client, shutdown) is an error event *without* ``id:``, so the client's Last-Event-ID stays on
 the last chunk it really received, then ``data: [DONE]``.
 
-Responses API streams (``named``): each event also names its type, as OpenAI sends them
+Streams of typed events (``named``: the Responses API, realtime responses, speech,
+transcription and image streams; :func:`fakeai.streams.positions.is_event_stream`): each event
+also names its type, as OpenAI sends them
 (https://platform.openai.com/docs/api-reference/responses-streaming)::
 
     event: <type>             the event's ``type`` (the JSON's first member, as the producer
@@ -29,6 +31,12 @@ and an interruption by the edge the same event without ``id:`` or ``sequence_num
 JSON Lines: ``{"id","type":"chunk","data"}``, ``{"id","type":"done"}``,
 ``{"id","type":"error","error"}`` (``"response"`` for a whole non-streaming response).
 Text: the generated text only; an error adds one ``[error] <code>: <message>`` line.
+
+Binary payloads (speech and realtime audio, PNG images) are stored once, base64 inside their
+event's JSON as OpenAI's events carry them: SSE and JSON Lines pass that JSON on unchanged
+(an export holds the bytes exactly), and the text format, which shows generated text only,
+leaves them out. The raw audio answer of ``/v1/audio/speech`` decodes them
+(:class:`fakeai.services.edge.audio.RawAudio`).
 """
 
 from __future__ import annotations

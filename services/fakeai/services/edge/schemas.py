@@ -17,11 +17,12 @@ serializers down the line (msgspec and pydantic refuse a few hundred levels with
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fakeai.config import Settings
+from fakeai.content.audio import AUDIO_FORMATS
 from fakeai.errors import BadRequest
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ChatCompletionRequest",
     "CompletionRequest",
     "OpenAIRequest",
+    "RequestModel",
     "ResponsesRequest",
     "check_caps",
     "check_depth",
@@ -48,6 +50,10 @@ _FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
+
+
+RequestModel = _Model
+"""The base of every request body: strict types, unknown fields kept."""
 
 
 class StreamOptions(_Model):
@@ -94,8 +100,19 @@ class OpenAIRequest(_Model):
     user: str | None = None
 
 
+class ChatAudio(_Model):
+    """``audio`` of a chat request with ``"audio"`` in ``modalities``: the voice, and the
+    format of the answer's audio (``pcm16`` or ``wav``, :data:`fakeai.content.audio.
+    AUDIO_FORMATS`; OpenAI's mp3, flac, opus need an encoder this server does not ship)."""
+
+    voice: str | dict[str, Any]
+    format: str
+
+
 class ChatCompletionRequest(OpenAIRequest):
     messages: list[ChatMessage] = Field(min_length=1)
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: ChatAudio | None = None
     max_completion_tokens: int | None = Field(None, ge=1)
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -251,10 +268,30 @@ def check_caps(req: OpenAIRequest, settings: Settings) -> None:
         if req.max_completion_tokens is not None:
             limit = req.max_completion_tokens
         _check_tools(req)
+        _check_audio(req)
     if req.min_tokens is not None and limit is not None and req.min_tokens > limit:
         raise BadRequest(
             f"min_tokens: {req.min_tokens} is above the token limit of the request ({limit})",
             param="min_tokens",
+            code="invalid_value",
+        )
+
+
+def _check_audio(req: ChatCompletionRequest) -> None:
+    """Audio output needs ``audio`` with a format this server makes; streamed, ``pcm16``
+    (as OpenAI requires)."""
+    if "audio" not in (req.modalities or ()):
+        return
+    if req.audio is None:
+        raise BadRequest(
+            'audio: required when modalities include "audio" (voice and format)', param="audio"
+        )
+    offered = ("pcm16",) if req.stream else AUDIO_FORMATS
+    if req.audio.format not in offered:
+        raise BadRequest(
+            f"audio.format {req.audio.format!r} is not supported"
+            f"{' when streaming' if req.stream else ''}; supported: {', '.join(offered)}",
+            param="audio.format",
             code="invalid_value",
         )
 

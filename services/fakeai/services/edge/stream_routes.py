@@ -23,8 +23,12 @@ With retention 0 (keep forever) keys never expire, so a missing stream is always
 
 SSE on this endpoint starts with a priming event (``id:`` = the position resumed from, and
 ``retry:``), so a client that drops before its first chunk still has a Last-Event-ID; not on a
-Responses API stream (``resp_…``), whose events are named and whose clients (the openai SDKs)
-parse the data of every event.
+stream of typed events (Responses API, realtime, speech, transcription, images:
+:func:`fakeai.streams.positions.is_event_stream`), whose events are named and whose clients
+(the openai SDKs) parse the data of every event.
+
+:func:`open_log` is that decision and the reader it opens, for any transport (the realtime
+WebSocket resumes a response with it).
 
 On a Redis Cluster every endpoint works unchanged: no command names keys of two slots. A
 stream's meta hash and log share its bucket's hash tag, so the snapshot pipeline goes to one
@@ -49,9 +53,7 @@ responses (diagnostics).
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
@@ -59,7 +61,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from fakeai.errors import BadRequest, NotFound, ServiceUnavailable, StreamExpired
+from fakeai.errors import BadRequest, ServiceUnavailable
 from fakeai.services.edge.faults import (
     HEADER as FAULT,
 )
@@ -71,85 +73,36 @@ from fakeai.services.edge.faults import (
 )
 from fakeai.services.edge.formats import Format, Formatter, choose_format
 from fakeai.services.edge.publish import disconnect_after
-from fakeai.services.edge.reader import live_until, parse_pace, read_finished, read_live
+from fakeai.services.edge.reader import parse_pace
 from fakeai.services.edge.responses import stream_response
 from fakeai.services.edge.state import EdgeState, edge_state
+from fakeai.services.edge.stream_log import (
+    OpenedLog,
+    Snapshot,
+    created_ms_or_404,
+    gone,
+    open_log,
+    snapshot,
+)
 from fakeai.services.edge.tenants import OWNER_FIELD, can_see, tenant_of, visible
 from fakeai.services.edge.unavailable import out_of_memory, redis_unavailable
-from fakeai.streams import ResumeVerdict, created_ms_of, decide_resume, parse_entry_id
-from fakeai.streams.log import PAGE, Entry, parse_entry
 from fakeai.streams.meta import F, StreamMeta
-from fakeai.streams.positions import is_response_id
+from fakeai.streams.positions import is_event_stream
 from fakeai.wire import CancelSignal, encode
 
-__all__ = ["Snapshot", "gone", "request_cancel", "routes", "serve_stream", "snapshot"]
+__all__ = [
+    "OpenedLog",
+    "Snapshot",
+    "gone",
+    "open_log",
+    "request_cancel",
+    "routes",
+    "serve_stream",
+    "snapshot",
+]
 
 _CANCELS_MAXLEN = 10_000
 """Cancel signals are only interesting while fresh: keep the stream short."""
-
-
-def _created_ms(stream_id: str) -> int:
-    created = created_ms_of(stream_id)
-    if created is None:
-        raise NotFound(
-            f"stream {stream_id!r} not found", param="stream_id", code="stream_not_found"
-        )
-    return created
-
-
-def gone(state: EdgeState, stream_id: str, created_ms: int) -> Exception:
-    """404 or 410 for a stream whose keys are not in Redis."""
-    retention = state.settings.retention_s
-    if retention and time.time() * 1000 > created_ms + retention * 1000:
-        return StreamExpired(
-            f"stream {stream_id} has expired (streams are kept {retention} s)",
-            param="stream_id",
-        )
-    return NotFound(f"stream {stream_id} not found", param="stream_id", code="stream_not_found")
-
-
-class Snapshot:
-    """What one round trip tells about a stream (:func:`_snapshot`)."""
-
-    __slots__ = ("exists", "last", "length", "meta", "page")
-
-    def __init__(
-        self,
-        meta: dict[bytes, bytes],
-        exists: bool,
-        last: Entry | None,
-        length: int,
-        page: list[Entry] | None,
-    ) -> None:
-        self.meta = meta
-        self.exists = exists
-        """The log or the meta hash is there."""
-        self.last = last
-        """The newest entry of the log."""
-        self.length = length
-        self.page = page
-        """The first XRANGE page after the position asked for (None: not asked)."""
-
-    @property
-    def finished(self) -> bool:
-        return self.last is not None and self.last.terminal
-
-
-async def snapshot(state: EdgeState, stream_id: str, after: str | None = None) -> Snapshot:
-    """Meta hash, log exists, newest entry, log length and, with ``after``, the first page of
-    entries after it: one round trip (one slot: the stream's bucket)."""
-    key = state.keys.chunks(stream_id)
-    pipe = state.redis.pipeline(transaction=False)
-    pipe.hgetall(state.keys.meta(stream_id))
-    pipe.exists(key)
-    pipe.xrevrange(key, max="+", min="-", count=1)
-    pipe.xlen(key)
-    if after is not None:
-        pipe.xrange(key, min=f"({after}", max="+", count=PAGE)
-    meta, exists, rows, length, *more = await pipe.execute()
-    last = parse_entry(*rows[0]) if rows else None
-    page = [parse_entry(i, f) for i, f in more[0]] if more else None
-    return Snapshot(meta, bool(meta) or bool(exists), last, int(length), page)
 
 
 async def get_stream(request: Request) -> Response:
@@ -176,94 +129,46 @@ async def serve_stream(
     """The stream ``sid`` after the event id ``raw_last`` (from its start when None), in
     ``fmt``: the resume and replay of the module docstring. ``param`` and ``position`` (what
     the client sent, when it was not an event id) name the position in 400 answers."""
-    created_ms = _created_ms(sid)
     pace = parse_pace(request.query_params.get("pace"))
     cut = disconnect_after(request)
-
-    # The first page after the client's position comes with the snapshot (module docstring).
-    hint = parse_entry_id(raw_last) if raw_last else None
-    after_seq = hint.seq if hint is not None and hint.ms == created_ms else 0
     fault = choose_fault(
         request.headers.get(FAULT),
         None,
         streaming=True,
         max_stall_s=state.settings.max_timing_ms / 1000,
     )
-    snap = await snapshot(state, sid, after=f"{created_ms}-{after_seq}")
-    last, finished = snap.last, snap.finished
-    verdict, pos = decide_resume(
+    log = await open_log(
+        state,
+        sid,
         raw_last,
-        created_ms=created_ms,
-        exists=snap.exists and visible(tenant_of(request.scope), snap.meta),
-        last_seq=last.seq if last else None,
-        finished=finished,
+        tenant_of(request.scope),
+        pace=pace,
+        heartbeat_s=state.settings.heartbeat_s if fmt == "sse" else None,
+        param=param,
+        position=position,
     )
-    if verdict is ResumeVerdict.EXPIRED:
-        raise gone(state, sid, created_ms)
-    if verdict is not ResumeVerdict.OK:
-        reason = {
-            ResumeVerdict.MALFORMED: "is not an event id of the form <ms>-<seq>",
-            ResumeVerdict.FOREIGN: "belongs to another stream",
-            ResumeVerdict.BEYOND: "is past the end of this finished stream, whose last "
-            f"event id is {last.id.decode() if last else None}",
-        }[verdict]
-        shown = f"{param} {position!r}" if position is not None else f"Last-Event-ID {raw_last!r}"
-        raise BadRequest(f"{shown} {reason}", param=param, code="invalid_event_id")
-    page = snap.page if pos.seq == after_seq else None
     if isinstance(fault, StatusFault):
+        log.release()
         raise status_error(fault)
-
-    meta = StreamMeta.from_hash(snap.meta)
-    key = state.keys.chunks(sid)
-    named = is_response_id(sid)
-    heartbeat = state.settings.heartbeat_s if fmt == "sse" else None
-    release: Callable[[], None] | None = None
-    if finished:
-        base = int(meta.accepted_at * 1e6) if meta.accepted_at and pos.seq == 0 else None
-        entries = read_finished(
-            state.redis,
-            key,
-            created_ms=created_ms,
-            after_seq=pos.seq,
-            pace=pace,
-            base_t_us=base,
-            closing=state.closing,
-            heartbeat_s=heartbeat,
-            first_page=page,
-        )
-    else:
-        start = last.id.decode() if last is not None else f"{created_ms}-0"
-        sub = state.hub.subscribe(key, start, state.settings.client_buffer)
-        # The response releases it whenever it ends, even if the log was never read.
-        release = functools.partial(state.hub.unsubscribe, sub)
-        entries = read_live(
-            state.redis,
-            state.hub,
-            sub,
-            key=key,
-            created_ms=created_ms,
-            after_seq=pos.seq,
-            heartbeat_s=heartbeat,
-            ends_at=live_until(created_ms, state.settings.max_stream_s),
-            first_page=page,
-        )
+    named = is_event_stream(sid)
     return stream_response(
         state,
-        inject(entries, fault, closing=state.closing),
+        inject(log.entries, fault, closing=state.closing),
         Formatter(fmt, state.settings.retry_ms, named=named),
         stream_id=sid,
-        model=meta.model or "unknown",
-        # No priming event on a Responses stream: the openai SDKs parse every event's data.
-        prime=None if named else str(pos),
+        model=log.meta.model or "unknown",
+        # No priming event on a stream of typed events: the openai SDKs parse every event's
+        # data.
+        prime=None if named else str(log.position),
         disconnect_after=cut,
-        release=release,
+        release=log.release,
     )
 
 
 async def stream_info(request: Request) -> Response:
     state = edge_state(request)
     sid: str = request.path_params["stream_id"]
-    created_ms = _created_ms(sid)
+    created_ms = created_ms_or_404(sid)
     snap = await snapshot(state, sid)
     if not snap.exists or not visible(tenant_of(request.scope), snap.meta):
         raise gone(state, sid, created_ms)
@@ -338,7 +243,7 @@ async def list_streams(request: Request) -> Response:
 async def cancel_stream(request: Request) -> Response:
     state = edge_state(request)
     sid: str = request.path_params["stream_id"]
-    created_ms = _created_ms(sid)
+    created_ms = created_ms_or_404(sid)
     snap = await snapshot(state, sid)
     if not snap.exists or not visible(tenant_of(request.scope), snap.meta):
         raise gone(state, sid, created_ms)

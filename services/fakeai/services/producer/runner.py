@@ -42,8 +42,12 @@ Redis out of memory (issue 10, finding 5): a stream whose writes Redis refuses f
 the writer retries them ends with ``e`` ``redis_full``, written as soon as Redis takes it
 (:mod:`.ending`).
 
-A Responses API stream (id ``resp_…``) is produced by :mod:`.response_events` from step 5
-on: one entry per Responses event, whatever its ``stream`` flag.
+The stream id's family (:func:`fakeai.streams.positions.family_of`) picks what step 5 runs:
+a Responses API stream (``resp_…``) is produced by :mod:`.response_events`, speech,
+transcription and image streams by :mod:`.media_events` (one entry per event, whatever the
+``stream`` flag); a realtime response (``rtresp_…``) is streamed as chat is, with the realtime
+generator and its events relabelled (:mod:`.realtime_events`); a chat request with
+``modalities`` holding ``"audio"`` is streamed with the audio generator (``delta.audio``).
 
 ``stream: false`` requests get one ``r`` entry (the whole response) when the last token would
 have been due, then the terminal entry.
@@ -60,7 +64,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fakeai.config.settings import Settings
-from fakeai.content import InvalidRequestValue, build_chat_completion, build_text_completion
+from fakeai.content import (
+    InvalidRequestValue,
+    build_audio_chat_completion,
+    build_chat_completion,
+    build_text_completion,
+)
+from fakeai.content.audio import wants_audio
 from fakeai.limits import output_bound, refusal
 from fakeai.services.producer.ending import (
     Ending,
@@ -70,6 +80,8 @@ from fakeai.services.producer.ending import (
     prompt_tokens,
     timeout,
 )
+from fakeai.services.producer.media_events import MEDIA_FAMILIES, stream_media
+from fakeai.services.producer.realtime_events import Relabel, cancelled_done, modality
 from fakeai.services.producer.records import EndCode, Outcome, StreamRecords
 from fakeai.services.producer.response_events import stream_events
 from fakeai.services.producer.state import StreamState, read_states
@@ -84,7 +96,7 @@ from fakeai.streaming.base import (
 from fakeai.streams import Keys
 from fakeai.streams.client import RedisClient
 from fakeai.streams.log import Kind, Link
-from fakeai.streams.positions import is_response_id
+from fakeai.streams.positions import family_of
 from fakeai.timing import LatencyModel
 from fakeai.wire import GenerationRequest, encode
 
@@ -176,6 +188,8 @@ class StreamRun:
             retention_s=deps.settings.retention_s if retention is None else retention,
         )
         self.ending = Ending(self.records, deps.writer, deps.redis, deps.keys)
+        self.family = family_of(request.stream_id) or request.endpoint
+        """The stream's family (its id's prefix): what its entries hold."""
         self.end_code: str | None = None
         self.ended = asyncio.Event()
         """Set by :meth:`end`."""
@@ -231,8 +245,10 @@ class StreamRun:
             state.last_seq,
             self.deliveries,
         )
-        if is_response_id(self.stream_id):
+        if self.family == "responses":
             return await stream_events(self, seq)
+        if self.family in MEDIA_FAMILIES:
+            return await stream_media(self, seq, self.family)
         try:
             full = await self._build_response()
         except InvalidRequestValue as e:
@@ -253,6 +269,8 @@ class StreamRun:
     async def _build_response(self) -> dict[str, Any]:
         req = self.request
         build = build_chat_completion if req.endpoint == "chat" else build_text_completion
+        if req.endpoint == "chat" and wants_audio(req.body):
+            build = build_audio_chat_completion
 
         def make() -> dict[str, Any]:
             return build(
@@ -296,6 +314,12 @@ class StreamRun:
         body = req.body
         simulate, ttft_ms, itl_ms = self.timing()
         stream_type = StreamType.CHAT if req.endpoint == "chat" else StreamType.COMPLETION
+        extras: dict[str, Any] = {}
+        if self.family == "realtime":
+            stream_type = StreamType.REALTIME
+            extras["metadata"] = {"modality": modality(body)}
+        elif stream_type is StreamType.CHAT and wants_audio(body):
+            stream_type = StreamType.AUDIO
         usage = full.get("usage") or {}
         options = body.get("stream_options")
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -317,6 +341,7 @@ class StreamRun:
             start_time=self.origin(),
             created=req.created_ms // 1000,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            **extras,
         )
 
     async def _stream(self, full: Mapping[str, Any], skip: int) -> str:
@@ -329,6 +354,7 @@ class StreamRun:
         throttle = max(1, writer.max_pending // 4)
         seq = tokens = 0
         outcome: Outcome | None = None
+        relabel = Relabel(self.request) if self.family == "realtime" else None
         self._streaming = True
         chunks = self._chunks(full)
         try:
@@ -338,7 +364,8 @@ class StreamRun:
                 seq += 1
                 tokens += chunk.token_count
                 if seq > skip:
-                    item = entry(seq, Kind.CHUNK, encode(chunk.data), chunk.token_count)
+                    data = chunk.data if relabel is None else relabel(chunk.data, seq)
+                    item = entry(seq, Kind.CHUNK, encode(data), chunk.token_count)
                     if not put_nowait(item):  # the writer is full: wait for room
                         await put(item)
                 if self.end_code is not None or (refused and head in refused):
@@ -360,6 +387,10 @@ class StreamRun:
             self._streaming = False
             await chunks.aclose()
         seq = max(seq, skip)
+        if outcome is None and self.end_code is not None and relabel is not None:
+            seq += 1  # a realtime response ends with its response.done, cancelled or not
+            ended = cancelled_done(relabel, seq, tokens, modality(self.request.body))
+            await put(entry(seq, Kind.CHUNK, encode(ended), 0))
         if outcome is None:
             outcome = (
                 self.ended_outcome(tokens, prompt_tokens(full))
