@@ -140,3 +140,22 @@ def test_injected_cut_ends_a_response_stream_without_an_end(stack: Stack) -> Non
         events = _events(c, {"X-FakeAI-Fault": "cut_after=3"})
     assert [json.loads(e.data)["sequence_number"] for e in events] == [0, 1, 2]
     assert all(e.event != "error" for e in events)
+
+
+def test_a_fault_on_a_resumed_response_is_a_responses_event_too(stack: Stack) -> None:
+    """``GET /v1/streams/{resp_id}`` with a fault header answers in the stream's own shapes,
+    as ``POST /v1/responses`` does (a malformed event is a cut-short Responses event)."""
+    with httpx.Client(base_url=stack.url, timeout=20) as c:
+        whole = _events(c)
+        sid = json.loads(whole[0].data)["response"]["id"]
+        with connect_sse(
+            c, "GET", f"/v1/streams/{sid}", headers={"X-FakeAI-Fault": "malformed_after=4"}
+        ) as source:
+            assert source.response.status_code == 200
+            events = list(source.iter_sse())
+    bad = events[4]
+    assert bad.event == "response.output_text.delta"
+    assert bad.data.startswith('{"type":"response.output_text.delta"')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(bad.data)
+    assert [e.data for e in events[:4] + events[5:]] == [e.data for e in whole]

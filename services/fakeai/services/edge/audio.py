@@ -96,7 +96,7 @@ def stream_events(
     """The streaming answer of ``opened``: its events as named SSE, or in ``fmt``."""
     return stream_response(
         state,
-        inject(opened.entries, opened.fault, closing=state.closing),
+        inject(opened.entries, opened.fault, closing=state.closing, named=True),
         fmt or Formatter("sse", state.settings.retry_ms, named=True),
         stream_id=opened.sid,
         model=model,

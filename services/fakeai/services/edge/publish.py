@@ -46,7 +46,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from fakeai.errors import BadRequest, NotFound
 from fakeai.latency_profiles import get_latency_manager
@@ -77,7 +77,7 @@ Record = Callable[[Any, str], None]
 """What an endpoint adds to a stream's record: called with the pipeline and the stream id."""
 
 
-def _header_ms(request: Request, name: str, maximum: float) -> float | None:
+def _header_ms(request: HTTPConnection, name: str, maximum: float) -> float | None:
     """A timing header: milliseconds from 0 to ``maximum`` (the setting ``max_timing_ms``);
     negative, NaN, infinite or larger values are a 400."""
     raw = request.headers.get(name)
@@ -98,7 +98,7 @@ def _header_ms(request: Request, name: str, maximum: float) -> float | None:
     return value
 
 
-def _header_int(request: Request, name: str, *, minimum: int) -> int | None:
+def _header_int(request: HTTPConnection, name: str, *, minimum: int) -> int | None:
     raw = request.headers.get(name)
     if raw is None or raw == "":
         return None
@@ -111,7 +111,7 @@ def _header_int(request: Request, name: str, *, minimum: int) -> int | None:
     return value
 
 
-def disconnect_after(request: Request) -> int | None:
+def disconnect_after(request: HTTPConnection) -> int | None:
     """``X-FakeAI-Disconnect-After: N`` (N >= 1), shared with the stream routes."""
     return _header_int(request, "X-FakeAI-Disconnect-After", minimum=1)
 
@@ -237,7 +237,7 @@ class Opened:
 
 
 async def open_stream(
-    request: Request,
+    request: HTTPConnection,
     state: EdgeState,
     *,
     kind: str,

@@ -48,10 +48,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -235,7 +234,7 @@ class _Connection:
         # The arrival of this response.create is the origin of its TTFT.
         self.ws.scope.setdefault("state", {})[ARRIVED] = time.time()
         opened = await open_stream(
-            cast(Request, self.ws),  # reads the handshake's headers and scope only
+            self.ws,
             self.state,
             kind="realtime",
             endpoint="chat",

@@ -153,7 +153,7 @@ async def serve_stream(
     named = is_event_stream(sid)
     return stream_response(
         state,
-        inject(log.entries, fault, closing=state.closing),
+        inject(log.entries, fault, closing=state.closing, named=named),
         Formatter(fmt, state.settings.retry_ms, named=named),
         stream_id=sid,
         model=log.meta.model or "unknown",

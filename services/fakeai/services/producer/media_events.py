@@ -32,7 +32,7 @@ from fakeai.content.speech import build_speech
 from fakeai.content.transcription import build_transcription
 from fakeai.services.producer.ending import failure, invalid, timeout
 from fakeai.services.producer.records import Outcome
-from fakeai.services.producer.response_events import _emit, _plan
+from fakeai.services.producer.response_events import emit_events, plan_events
 from fakeai.wire import GenerationRequest
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ async def stream_media(run: StreamRun, skip: int, family: str) -> str:
                 built = await asyncio.to_thread(make)
         else:
             built = await run.build(make)
-        plan = _plan(run, built)
+        plan = plan_events(run, built)
     except InvalidRequestValue as e:
         logger.warning("stream %s: invalid request: %s", run.stream_id, e)
         return await run.ending.finish(skip + 1, skip, invalid(e.param, str(e)))
@@ -75,7 +75,7 @@ async def stream_media(run: StreamRun, skip: int, family: str) -> str:
         return await run.ending.finish(skip + 1, skip, failure(e))
     usage = built.response.get("usage") or {}
     prompt = int(usage.get("input_tokens") or 0)
-    seq, tokens, timed_out = await _emit(run, built, plan, skip)
+    seq, tokens, timed_out = await emit_events(run, built, plan, skip)
     outcome: Outcome
     if run.end_code is not None:
         outcome = run.ended_outcome(tokens, prompt)

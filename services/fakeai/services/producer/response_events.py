@@ -42,7 +42,7 @@ from fakeai.wire import encode
 if TYPE_CHECKING:
     from fakeai.services.producer.runner import StreamRun
 
-__all__ = ["finish_reason", "stream_events"]
+__all__ = ["emit_events", "finish_reason", "plan_events", "stream_events"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ async def _build(run: StreamRun) -> BuiltResponse:
     )
 
 
-def _plan(run: StreamRun, built: BuiltResponse) -> TimingPlan:
+def plan_events(run: StreamRun, built: BuiltResponse) -> TimingPlan:
     simulate, ttft_ms, itl_ms = run.timing()
     tokens = max(1, sum(built.tokens))
     latency = run.deps.latency
@@ -98,7 +98,7 @@ async def stream_events(run: StreamRun, skip: int) -> str:
     returns the stream's final status."""
     try:
         built = await _build(run)
-        plan = _plan(run, built)
+        plan = plan_events(run, built)
     except InvalidRequestValue as e:
         logger.warning("stream %s: invalid request: %s", run.stream_id, e)
         return await run.ending.finish(skip + 1, skip, invalid(e.param, str(e)))
@@ -111,7 +111,7 @@ async def stream_events(run: StreamRun, skip: int) -> str:
     if latency is not None:
         latency.stream_started(run.request.model)
     try:
-        seq, tokens, timed_out = await _emit(run, built, plan, skip)
+        seq, tokens, timed_out = await emit_events(run, built, plan, skip)
     finally:
         if latency is not None:
             latency.stream_finished(run.request.model)
@@ -130,7 +130,7 @@ async def stream_events(run: StreamRun, skip: int) -> str:
     return await run.ending.finish(seq + 1, seq, outcome)
 
 
-async def _emit(
+async def emit_events(
     run: StreamRun, built: BuiltResponse, plan: TimingPlan, skip: int
 ) -> tuple[int, int, bool]:
     """Write the events due after entry ``skip``, each at its deadline, until the end, a
