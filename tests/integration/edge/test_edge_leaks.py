@@ -181,7 +181,7 @@ async def test_short_lived_clients_leave_no_subscription_on_the_hub(
 
 
 async def test_a_response_closed_before_its_body_ran_still_releases() -> None:
-    """The lead's case, where the server decides when the body first runs: a response whose
+    """The case where the server decides when the body first runs: a response whose
     client was gone before its body started (a ``send`` that yields while the disconnect
     arrives), or one never run at all (the app failed after the route had returned it), runs
     its ``on_close`` once all the same."""
