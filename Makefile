@@ -9,7 +9,7 @@ PORT ?= 8000
 CHAOS_ROUNDS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check fmt lint types bench chaos clean
+.PHONY: help install run test check fmt lint types bench chaos mutation clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: $(STAMP) ## Run the standard benchmark scenarios against a fresh local se
 chaos: $(STAMP) ## Kill producer, edge, metrics, Redis in turn under `up` with 50 streams; CHAOS_ROUNDS=3
 	FAKEAI_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/python -m pytest -p no:cacheprovider -q -s \
 		tests/e2e/test_e2e_chaos.py $(PYTEST_ARGS)
+
+mutation: $(STAMP) ## Mutation testing of the guarantee modules (slow; not in check): docs/TESTING.md
+	infra/scripts/mutation.sh
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

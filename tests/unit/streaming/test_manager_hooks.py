@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from fakeai.content import build_chat_completion
-from fakeai.hooks import MetricsHook, StreamingMetricsHook
+from fakeai.hooks import CacheMetricsHook, CacheRouterHook, MetricsHook, StreamingMetricsHook
 from fakeai.kv_cache import KVCacheMetrics, SmartRouter
 from fakeai.latency_profiles import LatencyProfileManager
 from fakeai.metrics import MetricsTracker
@@ -127,12 +128,46 @@ async def test_disabled_metrics_calls_nothing() -> None:
     assert metrics.calls == []
 
 
-def test_recorder_satisfies_protocols() -> None:
-    # The recorder stands in for the real trackers; both protocols are what the manager uses.
-    m: MetricsHook = MetricsTracker()
-    s: StreamingMetricsHook = StreamingMetricsTracker()
-    assert isinstance(m, MetricsTracker)
-    assert isinstance(s, StreamingMetricsTracker)
+def _methods(protocol: type) -> dict[str, inspect.Signature]:
+    """The methods a hook Protocol declares, with their signatures (``self`` left out)."""
+    out = {}
+    for name, member in vars(protocol).items():
+        if callable(member) and not name.startswith("_"):
+            sig = inspect.signature(member)
+            out[name] = sig.replace(parameters=list(sig.parameters.values())[1:])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("protocol", "implementation"),
+    [
+        (MetricsHook, MetricsTracker),
+        (StreamingMetricsHook, StreamingMetricsTracker),
+        (CacheRouterHook, SmartRouter),
+        (CacheMetricsHook, KVCacheMetrics),
+    ],
+)
+def test_real_collaborators_implement_their_hook_protocols(
+    protocol: type, implementation: type
+) -> None:
+    """The recorder stands in for the real trackers in the tests above: each real one has
+    every method its Protocol declares and accepts every call the Protocol allows (the
+    manager's calls): the same parameters in the same order and kinds, a default wherever the
+    Protocol has one, and any extra parameter optional."""
+    declared = _methods(protocol)
+    assert declared, protocol
+    empty = inspect.Parameter.empty
+    for name, sig in declared.items():
+        impl = getattr(implementation, name, None)
+        assert callable(impl), f"{implementation.__name__} has no {name}"
+        params = list(inspect.signature(impl).parameters.values())[1:]
+        wanted = list(sig.parameters.values())
+        assert len(params) >= len(wanted), name
+        for want, got in zip(wanted, params, strict=False):
+            assert (got.name, got.kind) == (want.name, want.kind), name
+            assert want.default is empty or got.default is not empty, (name, got.name)
+        for extra in params[len(wanted) :]:
+            assert extra.default is not empty, (name, extra.name)
 
 
 async def test_real_trackers_and_latency_manager() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -136,14 +135,35 @@ def test_chunk_text(data: object, text: str) -> None:
     assert chunk_text(data) == text
 
 
-@pytest.mark.parametrize("cls", [SSEFormatter, JSONLinesFormatter, PlainTextFormatter])
-def test_instances_are_chunk_formatters(cls: Any) -> None:
-    formatter = cls()
+@pytest.mark.parametrize(
+    ("cls", "chunk_out", "done_out", "error_out"),
+    [
+        (
+            SSEFormatter,
+            'data: {"content":"x"}\n\n',
+            "data: [DONE]\n\n",
+            'data: {"error":{"message":"Stream exceeded 1s timeout","type":"stream_error",'
+            '"param":null,"code":"stream_timeout"}}\n\n',
+        ),
+        (
+            JSONLinesFormatter,
+            '{"type":"data","sequence":0,"id":"c-0","data":{"content":"x"}}\n',
+            '{"type":"done"}\n',
+            json.dumps({"type": "error", "error": ERROR.to_dict()}, separators=(",", ":")) + "\n",
+        ),
+        (PlainTextFormatter, "x", "", "\n[error] Stream exceeded 1s timeout\n"),
+    ],
+)
+def test_instances_are_chunk_formatters(
+    cls: type[ChunkFormatter], chunk_out: str, done_out: str, error_out: str
+) -> None:
+    """The seed's code holds a formatter instance and calls it through the ChunkFormatter
+    interface: each one's wire output, through an instance."""
+    formatter: ChunkFormatter = cls()
     assert isinstance(formatter, ChunkFormatter)
-    c = chunk({"content": "x"})
-    assert formatter.format(c) == cls.format(c)
-    assert formatter.format_done() == cls.format_done()
-    assert formatter.format_error(ERROR) == cls.format_error(ERROR)
+    assert formatter.format(chunk({"content": "x"})) == chunk_out
+    assert formatter.format_done() == done_out
+    assert formatter.format_error(ERROR) == error_out
 
 
 def test_pydantic_data_is_serialized() -> None:
