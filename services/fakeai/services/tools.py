@@ -51,7 +51,7 @@ def replay(url: str, stream_id: str, *, pace: str, fmt: str, api_key: str | None
                 resp.read()
                 print(f"replay: HTTP {resp.status_code}: {resp.text}", file=sys.stderr)
                 return 1
-            for piece in resp.iter_raw():
+            for piece in resp.iter_bytes():  # decoded: the edge gzips for httpx
                 out.write(piece)
                 out.flush()
     except httpx.HTTPError as e:

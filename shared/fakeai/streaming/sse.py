@@ -15,6 +15,10 @@ Compatibility surface: every formatter of FakeAI 0.3's ``fakeai.streaming.sse`` 
 ``OpenAICompletionFormatter.format_completion_chunk``). Upstream wrote ``event: <chunk_type>``
 before chat chunks and its own error object; these keep OpenAI's wire format instead
 (``docs/library.md`` lists the differences).
+
+One encoder builds every SSE frame of the project: :func:`sse_frame` (bytes in, bytes out) and
+:func:`sse_comment`. The formatters below, the edge's wire formats and its dashboard feed all
+call it, so the framing rules (field order, line splitting, the blank line) live in one place.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "SSEFormatter",
     "chunk_text",
     "encode_json",
+    "sse_comment",
+    "sse_frame",
 ]
 
 
@@ -47,12 +53,55 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def encode_json(obj: Any) -> bytes:
     """Compact JSON bytes (UTF-8) of ``obj``, as every formatter writes it."""
     return _encoder.encode(obj)
+
+
+_LINE_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
+
+
+def sse_frame(
+    data: bytes | None,
+    *,
+    event: bytes | None = None,
+    id: bytes | None = None,
+    retry: int | None = None,
+) -> bytes:
+    """One SSE event: ``event:``, ``id:``, ``retry:`` lines (each when given, in that order),
+    then ``data:`` (one line per line of ``data``; none when ``data`` is None), then the blank
+    line that dispatches it.
+
+    ``event`` and ``id`` must hold no CR, LF or NUL (WHATWG: a line break ends the field; an id
+    with NUL is ignored): callers pass ids and names they made, or check them first
+    (:class:`SSEFormatter` does). The edge calls this per event and client, so the common
+    shapes are one ``%`` format each; ``10 in data`` is a memchr, unlike ``b"\\n" in data``.
+    """
+    if data is not None and (10 in data or 13 in data):
+        data = b"\ndata: ".join(_LINE_BREAK_BYTES.split(data))
+    if retry is None:
+        if data is None:
+            head = b"" if event is None else b"event: %b\n" % event
+            return head + (b"\n" if id is None else b"id: %b\n\n" % id)
+        if event is None:
+            if id is None:
+                return b"data: %b\n\n" % data
+            return b"id: %b\ndata: %b\n\n" % (id, data)
+        if id is None:
+            return b"event: %b\ndata: %b\n\n" % (event, data)
+        return b"event: %b\nid: %b\ndata: %b\n\n" % (event, id, data)
+    head = b"" if event is None else b"event: %b\n" % event
+    if id is not None:
+        head += b"id: %b\n" % id
+    head += b"retry: %d\n" % retry
+    return head + (b"\n" if data is None else b"data: %b\n\n" % data)
+
+
+def sse_comment(text: bytes = b"") -> bytes:
+    """A comment line (``: ping``), which clients ignore; keeps idle connections open."""
+    return b": %b\n\n" % text if text else b":\n\n"
 
 
 def _check_field(name: str, value: str) -> str:
@@ -62,15 +111,21 @@ def _check_field(name: str, value: str) -> str:
     return value
 
 
-def _prefix(event_id: str | None, retry_ms: int | None) -> str:
-    head = ""
-    if event_id is not None:
-        head = f"id: {_check_field('event_id', event_id)}\n"
-    if retry_ms is not None:
-        if isinstance(retry_ms, bool) or not isinstance(retry_ms, int) or retry_ms < 0:
-            raise ValueError(f"retry_ms must be an integer >= 0; got {retry_ms!r}")
-        head += f"retry: {retry_ms}\n"
-    return head
+def _id(event_id: str | None) -> bytes | None:
+    return None if event_id is None else _check_field("event_id", event_id).encode()
+
+
+def _retry(retry_ms: int | None) -> int | None:
+    if retry_ms is not None and (
+        isinstance(retry_ms, bool) or not isinstance(retry_ms, int) or retry_ms < 0
+    ):
+        raise ValueError(f"retry_ms must be an integer >= 0; got {retry_ms!r}")
+    return retry_ms
+
+
+def _data(data: Any) -> bytes:
+    """A chunk's ``data:`` payload: str as-is, anything else as compact JSON."""
+    return data.encode() if isinstance(data, str) else _encoder.encode(data)
 
 
 class SSEFormatter(ChunkFormatter):
@@ -84,51 +139,43 @@ class SSEFormatter(ChunkFormatter):
 
         Dict/list data is sent as compact JSON; str data as-is (one ``data:`` line per line).
         """
-        data = chunk.data
-        if isinstance(data, str):
-            if "\n" in data or "\r" in data:
-                body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
-            else:
-                body = f"data: {data}\n"
-        else:
-            body = f"data: {_encoder.encode(data).decode()}\n"
+        payload = _data(chunk.data)
         if event_id is None and retry_ms is None:
-            return body + "\n"
-        return _prefix(event_id, retry_ms) + body + "\n"
+            return sse_frame(payload).decode()
+        return sse_frame(payload, id=_id(event_id), retry=_retry(retry_ms)).decode()
 
     @staticmethod
     def format_bytes(payload: bytes, event_id: str | None = None) -> bytes:
         """One SSE event for pre-serialized single-line JSON ``payload`` (the hot path)."""
-        if b"\n" in payload or b"\r" in payload:
+        if 10 in payload or 13 in payload:
             raise ValueError("payload must be single-line JSON (no CR or LF bytes)")
-        if event_id is None:
-            return b"data: " + payload + b"\n\n"
-        return (
-            b"id: " + _check_field("event_id", event_id).encode() + b"\ndata: " + payload + b"\n\n"
-        )
+        return sse_frame(payload, id=_id(event_id))
 
     @staticmethod
     def format_error(error: StreamError, *, event_id: str | None = None) -> str:
         """``data: {"error": {message, type, param, code}}`` (OpenAI's error object)."""
-        payload = _encoder.encode({"error": error.to_dict()}).decode()
-        return f"{_prefix(event_id, None)}data: {payload}\n\n"
+        return sse_frame(_encoder.encode({"error": error.to_dict()}), id=_id(event_id)).decode()
 
     @staticmethod
     def format_done(*, event_id: str | None = None) -> str:
         """OpenAI's end-of-stream sentinel."""
-        return f"{_prefix(event_id, None)}data: [DONE]\n\n"
+        return sse_frame(b"[DONE]", id=_id(event_id)).decode()
 
     @staticmethod
     def format_custom_event(event_type: str, data: Any, *, event_id: str | None = None) -> str:
-        """A named event: ``event: <event_type>`` then ``data`` (str as-is, else JSON)."""
-        event = f"event: {_check_field('event_type', event_type)}\n"
-        payload = SSEFormatter.format(StreamChunk(chunk_id="", sequence_number=0, data=data))
-        return _prefix(event_id, None) + event + payload
+        """A named event: ``event: <event_type>`` then ``data`` (str as-is, else JSON).
+
+        With ``event_id`` the ``id:`` line comes first, before ``event:`` (as this method has
+        always written it; the order of fields does not matter to clients).
+        """
+        frame = sse_frame(_data(data), event=_check_field("event_type", event_type).encode())
+        eid = _id(event_id)
+        return (frame if eid is None else b"id: %b\n%b" % (eid, frame)).decode()
 
     @staticmethod
     def format_comment(text: str = "") -> str:
         """A comment line (``: ping``), ignored by clients; keeps idle connections open."""
-        return f": {_check_field('text', text)}\n\n" if text else ":\n\n"
+        return sse_comment(_check_field("text", text).encode()).decode()
 
 
 class JSONLinesFormatter(ChunkFormatter):
@@ -246,7 +293,7 @@ class PlainTextFormatter(ChunkFormatter):
 def _chunk_event(kind: str, chunk_id: str, model: str, created: int, choice: Any) -> str:
     """One SSE event of an OpenAI stream chunk with a single choice."""
     data = {"id": chunk_id, "object": kind, "created": created, "model": model, "choices": [choice]}
-    return f"data: {_encoder.encode(data).decode()}\n\n"
+    return sse_frame(_encoder.encode(data)).decode()
 
 
 class OpenAIChatFormatter(SSEFormatter):

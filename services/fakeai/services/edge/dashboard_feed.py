@@ -51,6 +51,7 @@ from fakeai.services.edge.dashboard_live import LiveStreams, Row, snapshot
 from fakeai.services.edge.responses import EventStream
 from fakeai.services.edge.state import EdgeState, edge_state
 from fakeai.services.edge.tenants import OWNER_FIELD, Tenant, can_see, tenant_of
+from fakeai.streaming.sse import sse_frame
 from fakeai.streams import parse_entry_id
 from fakeai.streams.groups import consumer_groups
 from fakeai.streams.log import Link, Reader, pack_command
@@ -74,7 +75,7 @@ _MALFORMED = (KeyError, TypeError, ValueError, msgspec.DecodeError, msgspec.Vali
 
 def sse_event(name: str, obj: Any) -> bytes:
     """One named SSE event with a JSON ``data:`` line."""
-    return b"event: %s\ndata: %s\n\n" % (name.encode(), encode(obj))
+    return sse_frame(encode(obj), event=name.encode())
 
 
 def apply_entry(live: LiveStreams, fields: Any) -> None:

@@ -36,7 +36,13 @@ Binary payloads (speech and realtime audio, PNG images) are stored once, base64 
 event's JSON as OpenAI's events carry them: SSE and JSON Lines pass that JSON on unchanged
 (an export holds the bytes exactly), and the text format, which shows generated text only,
 leaves them out. The raw audio answer of ``/v1/audio/speech`` decodes them
-(:class:`fakeai.services.edge.audio.RawAudio`).
+(:class:`fakeai.services.edge.audio.RawAudio`). Per stream family, ``format=text`` gives:
+
+- realtime responses: their text and audio transcript deltas (the audio is left out);
+- transcriptions: the transcript;
+- speech and images: nothing (an empty body), since they carry no text; the answer says so
+  in ``X-FakeAI-Text-Omitted: audio`` or ``image`` (:func:`text_omits`), also on realtime
+  responses (``audio``), whose text is only part of what they carry.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ import msgspec
 
 from fakeai.errors import BadRequest
 from fakeai.streaming.sse import chunk_text as sse_chunk_text
+from fakeai.streaming.sse import sse_frame
 from fakeai.streams.log import Entry, Kind
+from fakeai.streams.positions import family_of
 from fakeai.wire import ErrorBody, decode_error, encode
 
 __all__ = [
@@ -59,6 +67,7 @@ __all__ = [
     "chunk_text",
     "event_type",
     "formatter",
+    "text_omits",
 ]
 
 Format = Literal["sse", "jsonl", "text"]
@@ -70,7 +79,8 @@ MEDIA_TYPES: dict[Format, str] = {
     "text": "text/plain",
 }
 
-_DONE = b"data: [DONE]\n\n"
+_DONE = sse_frame(b"[DONE]")
+_TEXT_OMITS = {"speech": "audio", "realtime": "audio", "image": "image"}
 _json_decode = msgspec.json.Decoder().decode
 
 
@@ -190,7 +200,7 @@ class Formatter:
         dispatched, but the client's Last-Event-ID is set). Empty for other formats."""
         if self.format != "sse":
             return b""
-        return b"id: %s\nretry: %d\n\n" % (position.encode(), self.retry_ms)
+        return sse_frame(None, id=position.encode(), retry=self.retry_ms)
 
     def entry(self, e: Entry, *, first: bool = False) -> bytes:
         if self.format == "sse":
@@ -203,8 +213,8 @@ class Formatter:
         """The end of a response the edge cut short (resumable): error, then the end marker."""
         if self.format == "sse":
             if self.named:
-                return b"event: error\ndata: " + encode(_error_event(body)) + b"\n\n"
-            return b"data: " + encode({"error": body}) + b"\n\n" + _DONE
+                return sse_frame(encode(_error_event(body)), event=b"error")
+            return sse_frame(encode({"error": body})) + _DONE
         if self.format == "jsonl":
             return b'{"id":null,"type":"error","error":' + encode(body) + b"}\n"
         return f"\n[error] {body.code}: {body.message}\n".encode()
@@ -215,8 +225,10 @@ class Formatter:
         if not first:
             return e.sse  # built once per entry, shared by every client (see Entry.sse)
         # The first event of a response also carries ``retry:``, after its ``id:`` line.
-        id_line = b"id: " + e.id + b"\n"
-        return id_line + b"retry: %d\n" % self.retry_ms + e.sse[len(id_line) :]
+        if e.kind == Kind.DONE:
+            return sse_frame(b"[DONE]", id=e.id, retry=self.retry_ms)
+        frame = sse_frame(e.data, id=e.id, retry=self.retry_ms)
+        return frame + _DONE if e.kind == Kind.ERROR else frame
 
     def _named(self, e: Entry, first: bool) -> bytes:
         if e.kind == Kind.DONE:
@@ -225,8 +237,7 @@ class Formatter:
             name, data = b"error", encode(_error_event(_error_of(e), e.seq - 1))
         else:
             name, data = event_type(e.data), e.data
-        retry = b"retry: %d\n" % self.retry_ms if first else b""
-        return b"event: " + name + b"\nid: " + e.id + b"\n" + retry + b"data: " + data + b"\n\n"
+        return sse_frame(data, event=name, id=e.id, retry=self.retry_ms if first else None)
 
     def _jsonl(self, e: Entry) -> bytes:
         head = b'{"id":"' + e.id + b'","type":'
@@ -244,6 +255,12 @@ class Formatter:
             err = _error_of(e)
             return f"\n[error] {err.code}: {err.message}\n".encode()
         return chunk_text(e.data, whole=e.kind == Kind.RESPONSE).encode()
+
+
+def text_omits(stream_id: str) -> str | None:
+    """What the text format leaves out of stream ``stream_id`` (``audio``, ``image``), None
+    when it shows all it carries (module docstring)."""
+    return _TEXT_OMITS.get(family_of(stream_id) or "")
 
 
 def formatter(fmt: Format, retry_ms: int, *, named: bool = False) -> Formatter:

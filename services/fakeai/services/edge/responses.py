@@ -50,6 +50,9 @@ the first byte is sent, and the middleware then runs the response with the serve
 ``receive`` and ``send``. Without the middleware (any other stack) the response runs in place,
 as before.
 
+Compression: a client whose ``Accept-Encoding`` allows gzip gets SSE, JSON Lines and text
+gzipped, each write flushed at once (:mod:`.compression`); the others get them as before.
+
 JSON Lines and text use the same response without a heartbeat (a blank line or comment would
 corrupt those formats for naive readers).
 
@@ -72,9 +75,11 @@ from redis.exceptions import RedisClusterException, RedisError
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fakeai.services.edge.compression import stream_encoder
 from fakeai.services.edge.formats import Formatter, event_type
 from fakeai.services.edge.interrupted import StreamInterrupted
 from fakeai.services.edge.state import EdgeState
+from fakeai.streaming.sse import sse_comment
 from fakeai.streams.log import Entry, Kind
 from fakeai.streams.positions import is_event_stream
 from fakeai.timeseries.names import CLIENT_DISCONNECTS, EDGE_TTFT, PIPELINE_LAG
@@ -86,7 +91,7 @@ __all__ = ["DEFERRED", "EventStream", "RunStreamsOutside", "stream_response"]
 logger = logging.getLogger(__name__)
 
 _DATA_KINDS = (Kind.CHUNK, Kind.RESPONSE)
-_PING = b": ping\n\n"
+_PING = sse_comment(b"ping")
 
 DEFERRED = "fakeai.deferred_responses"
 """Scope key of the slot :class:`RunStreamsOutside` offers (a list the response joins)."""
@@ -158,22 +163,26 @@ class EventStream(StreamingResponse):
         self._task = task
         stalls = _StallWatch.of(loop)
         stalls.add(self)
+        gzip, extra = stream_encoder(self.media_type, scope.get("headers", ()))
         try:
             self._sending_since = loop.time()
             await send(
                 {
                     "type": "http.response.start",
                     "status": self.status_code,
-                    "headers": self.raw_headers,
+                    "headers": self.raw_headers + extra if extra else self.raw_headers,
                 }
             )
             self._sending_since = None
             self.raw_headers = []  # sent: ~0.6 KiB less for the life of the connection
             async for chunk in self._content:
                 self._sending_since = loop.time()
+                if gzip is not None:
+                    chunk = gzip.write(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self._sending_since = None
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            end = b"" if gzip is None else gzip.finish()
+            await send({"type": "http.response.body", "body": end, "more_body": False})
         except asyncio.CancelledError:
             if not self._aborted:
                 raise  # the server's cancel, not ours

@@ -21,6 +21,10 @@ unless the creation time embedded in the id (:func:`fakeai.streams.created_ms_of
 than the retention: then it may have existed and expired, and it is 410 ``stream_expired``.
 With retention 0 (keep forever) keys never expire, so a missing stream is always 404.
 
+``format=text`` of a stream that carries audio or images (speech, realtime, images) says what
+it leaves out in ``X-FakeAI-Text-Omitted`` (:mod:`.formats`: speech and images have no text,
+so their text body is empty).
+
 SSE on this endpoint starts with a priming event (``id:`` = the position resumed from, and
 ``retry:``), so a client that drops before its first chunk still has a Last-Event-ID; not on a
 stream of typed events (Responses API, realtime, speech, transcription, images:
@@ -71,7 +75,7 @@ from fakeai.services.edge.faults import (
     inject,
     status_error,
 )
-from fakeai.services.edge.formats import Format, Formatter, choose_format
+from fakeai.services.edge.formats import Format, Formatter, choose_format, text_omits
 from fakeai.services.edge.publish import disconnect_after
 from fakeai.services.edge.reader import parse_pace
 from fakeai.services.edge.responses import stream_response
@@ -101,6 +105,9 @@ __all__ = [
     "snapshot",
 ]
 
+TEXT_OMITTED = "X-FakeAI-Text-Omitted"
+"""On ``format=text``: what the text leaves out of the stream (``audio``, ``image``;
+:func:`.formats.text_omits`)."""
 _CANCELS_MAXLEN = 10_000
 """Cancel signals are only interesting while fresh: keep the stream short."""
 
@@ -151,7 +158,7 @@ async def serve_stream(
         log.release()
         raise status_error(fault)
     named = is_event_stream(sid)
-    return stream_response(
+    response = stream_response(
         state,
         inject(log.entries, fault, closing=state.closing, named=named),
         Formatter(fmt, state.settings.retry_ms, named=named),
@@ -163,6 +170,10 @@ async def serve_stream(
         disconnect_after=cut,
         release=log.release,
     )
+    omitted = text_omits(sid) if fmt == "text" else None
+    if omitted is not None:
+        response.headers[TEXT_OMITTED] = omitted
+    return response
 
 
 async def stream_info(request: Request) -> Response:

@@ -19,6 +19,8 @@ from typing import Final
 
 import hiredis
 
+from fakeai.streaming.sse import sse_frame
+
 __all__ = [
     "F_DATA",
     "F_KIND",
@@ -76,11 +78,11 @@ class Entry:
     def __post_init__(self) -> None:
         terminal = self.terminal = self.kind in TERMINAL_KINDS
         if not terminal:
-            self.sse = b"id: " + self.id + b"\ndata: " + self.data + b"\n\n"
+            self.sse = sse_frame(self.data, id=self.id)
         elif self.kind == Kind.DONE:
-            self.sse = b"id: " + self.id + b"\ndata: [DONE]\n\n"
+            self.sse = sse_frame(b"[DONE]", id=self.id)
         else:
-            self.sse = b"id: " + self.id + b"\ndata: " + self.data + b"\n\ndata: [DONE]\n\n"
+            self.sse = sse_frame(self.data, id=self.id) + sse_frame(b"[DONE]")
 
     @property
     def is_data(self) -> bool:
