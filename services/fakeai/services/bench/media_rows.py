@@ -1,7 +1,7 @@
-"""S8 and S9: speech streams and realtime sessions at 100 concurrent, at the models' profiles.
+"""S10 and S11: speech streams and realtime sessions at 100 concurrent, at the models' profiles.
 
-S8: ``POST /v1/audio/speech`` with ``stream_format: "sse"`` (``tts-1``): closed loop, each
-worker reads its stream to ``speech.audio.done`` and sends the next request. S9: one
+S10: ``POST /v1/audio/speech`` with ``stream_format: "sse"`` (``tts-1``): closed loop, each
+worker reads its stream to ``speech.audio.done`` and sends the next request. S11: one
 ``/v1/realtime?model=gpt-realtime`` WebSocket session per worker; each sends
 ``response.create`` and reads to ``response.done``, again and again on the same session.
 Latency simulation is on: the point is fidelity to the profile at that load.
@@ -32,7 +32,7 @@ from fakeai.services.bench.driver import Driver, cores_by_role, measure_run, sta
 from fakeai.services.bench.report import md_table
 from fakeai.services.bench.sse import SSEParser
 
-__all__ = ["REALTIME_MODEL", "SPEECH_MODEL", "run_media", "s8", "s9"]
+__all__ = ["REALTIME_MODEL", "SPEECH_MODEL", "run_media", "s10", "s11"]
 
 SPEECH_MODEL = "tts-1"
 REALTIME_MODEL = "gpt-realtime"
@@ -217,11 +217,11 @@ def _section(title: str, text: str, row: list[Any]) -> list[str]:
     return [title, "", text, "", *md_table(_HEAD, [row]), ""]
 
 
-def s8(driver: Driver) -> list[str]:
+def s10(driver: Driver) -> list[str]:
     """Speech streams (SSE events) at :data:`CONCURRENCY`, at ``tts-1``'s profile."""
     row, producers = _row(driver, "speech", SPEECH_MODEL)
     return _section(
-        f"## S8 speech streams ({SPEECH_MODEL} profile)",
+        f"## S10 speech streams ({SPEECH_MODEL} profile)",
         f"{CONCURRENCY} workers, closed loop for {DURATION_S:g} s: `POST /v1/audio/speech` "
         f'with `stream_format: "sse"`, a {len(SPEECH_TEXT)}-character input, read to '
         f"`speech.audio.done`. Expected = `LatencyProfileManager.plan` for each stream's "
@@ -232,14 +232,14 @@ def s8(driver: Driver) -> list[str]:
     )
 
 
-def s9(driver: Driver) -> list[str]:
+def s11(driver: Driver) -> list[str]:
     """Realtime sessions at :data:`CONCURRENCY`, at ``gpt-realtime``'s profile."""
     row, producers = _row(driver, "realtime", REALTIME_MODEL)
     return _section(
-        f"## S9 realtime sessions ({REALTIME_MODEL} profile)",
+        f"## S11 realtime sessions ({REALTIME_MODEL} profile)",
         f"{CONCURRENCY} WebSocket sessions at once (`/v1/realtime`), each sending "
         f"`response.create` and reading to `response.done`, again and again for "
-        f"{DURATION_S:g} s (default session: text and audio output). Expected as in S8, at "
+        f"{DURATION_S:g} s (default session: text and audio output). Expected as in S10, at "
         f"{math.ceil(CONCURRENCY / producers)} sessions per producer; obs = "
         "`response.create` sent -> `response.done` received.",
         row,
