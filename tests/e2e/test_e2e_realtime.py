@@ -202,3 +202,29 @@ def test_handshake_refusals(start_stack: Any) -> None:
                 assert (await _recv(ws))["type"] == "session.created"
 
         asyncio.run(main())
+
+
+def test_a_handler_that_fails_is_an_error_event_and_the_session_goes_on(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any failure inside a client event's handler (a bug, Redis failing) is a server_error
+    event naming the client's event; the connection stays open for the next event."""
+    from fakeai.services.edge import realtime
+
+    async def broken(conn: Any, event: dict[str, Any]) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(realtime._HANDLERS, "session.update", broken)
+
+    async def main() -> None:
+        async with websockets.connect(_ws_url(stack), additional_headers=FAST) as ws:
+            assert (await _recv(ws))["type"] == "session.created"
+            await ws.send(json.dumps({"type": "session.update", "event_id": "c7", "session": {}}))
+            err = await _recv(ws)
+            assert err["type"] == "error"
+            assert err["error"]["code"] == "server_error"
+            assert err["error"]["event_id"] == "c7"
+            await ws.send(json.dumps({"type": "response.cancel"}))
+            assert (await _recv(ws))["error"]["code"] == "response_cancel_not_active"
+
+    asyncio.run(main())

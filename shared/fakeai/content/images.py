@@ -16,6 +16,8 @@ Events, as OpenAI streams them (``stream: true``), for each of the ``n`` images:
 Each event stands for :data:`STEP_TOKENS` output tokens, so the model's ITL paces the
 refinement. ``response`` is the non-streaming answer (``created``, ``data: [{"b64_json"}]``,
 ``usage``, and the request's ``size``, ``quality``, ``background``, ``output_format``).
+The Responses API's image tool (:mod:`.image_tool`) draws its pictures with the same
+:func:`refinements`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fakeai.content.built import BuiltResponse
 from fakeai.content.responses import InvalidRequestValue
-from fakeai.content.responses_api import BuiltResponse
 from fakeai.content.tokenizer import count_tokens
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "build_images",
     "image_options",
     "png_bytes",
+    "refinements",
 ]
 
 SIZES = ("1024x1024", "1536x1024", "1024x1536", "512x512", "256x256")
@@ -96,6 +99,16 @@ class _Picture:
             )
             rows.append(row * min(block, height - top))
         return png_bytes(width, height, b"".join(rows))
+
+
+def refinements(key: str, size: str, partials: int) -> list[str]:
+    """One seeded picture (``key`` seeds its colours) as base64 PNGs of ``size``: ``partials``
+    partial images, coarse to fine (each at half the block size of the one before), then the
+    final image at :data:`FINAL_BLOCK` pixels."""
+    width, height = (int(x) for x in size.split("x"))
+    picture = _Picture(random.Random(key))
+    blocks = [FINAL_BLOCK << (partials - k) for k in range(partials)] + [FINAL_BLOCK]
+    return [base64.b64encode(picture.png(width, height, b)).decode("ascii") for b in blocks]
 
 
 def _option(body: Mapping[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -153,7 +166,6 @@ def build_images(
         raise InvalidRequestValue("prompt", "prompt must be a non-empty string")
     opts = image_options(body)
     n, partials, size = opts.n, opts.partials, opts.size
-    width, height = (int(x) for x in size.split("x"))
     common = {
         "size": size,
         "quality": opts.quality,
@@ -170,21 +182,19 @@ def build_images(
     }
     events: list[dict[str, Any]] = []
     data: list[dict[str, Any]] = []
+    key = seed if seed is not None else image_id
     for index in range(n):
-        picture = _Picture(random.Random(f"{seed if seed is not None else image_id}:{index}"))
-        for k in range(partials):
-            block = FINAL_BLOCK << (partials - k)
-            b64 = base64.b64encode(picture.png(width, height, block)).decode("ascii")
+        *coarse, b64 = refinements(f"{key}:{index}", size, partials)
+        for k, partial in enumerate(coarse):
             events.append(
                 {
                     "type": "image_generation.partial_image",
-                    "b64_json": b64,
+                    "b64_json": partial,
                     "created_at": created,
                     **common,
                     "partial_image_index": k,
                 }
             )
-        b64 = base64.b64encode(picture.png(width, height, FINAL_BLOCK)).decode("ascii")
         data.append({"b64_json": b64})
         events.append(
             {

@@ -16,6 +16,8 @@ responses-streaming), in its order, numbered by ``sequence_number`` from 0::
       message:        content_part.added, output_text.delta.., output_text.done,
                       content_part.done
       function_call:  function_call_arguments.delta.., function_call_arguments.done
+      image_generation_call:  image_generation_call.in_progress, .generating,
+                      .partial_image.., .completed       (:mod:`fakeai.content.image_tool`)
                       response.output_item.done
     response.completed, or response.incomplete (max_output_tokens reached)
 
@@ -29,6 +31,10 @@ Reasoning (models whose latency profile says ``reasoning``, unless ``reasoning.e
 and counted in ``output_tokens_details.reasoning_tokens`` and in ``max_output_tokens``; its
 summary text is streamed only when ``reasoning.summary`` asks for one.
 
+Output items, in order: the reasoning item, then an image generation call (when the turn uses
+the ``image_generation`` tool: :func:`fakeai.content.image_tool.image_tool`; such a turn calls
+no function), the function calls, then the message.
+
 Every id is derived from the response id (items) or the seed (text), so a response built again
 (a producer taking a stream over) is the same, event for event.
 """
@@ -37,9 +43,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from fakeai.content.built import BuiltResponse, EventLog
+from fakeai.content.image_tool import build_image_call, image_tool
 from fakeai.content.prose import prose
 from fakeai.content.responses import build_chat_completion
 from fakeai.content.responses_input import chat_body, item_id
@@ -57,17 +64,6 @@ REASONING_TOKENS = {"minimal": 8, "low": 24, "medium": 64, "high": 160}
 """Reasoning tokens by ``reasoning.effort`` (default ``medium``), before the seeded jitter."""
 
 _SUMMARIES = frozenset({"auto", "concise", "detailed"})
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltResponse:
-    """A whole response and its events (each with ``sequence_number`` = its index)."""
-
-    response: dict[str, Any]
-    """The final object: status ``completed`` or ``incomplete``, with output and usage."""
-    events: list[dict[str, Any]]
-    tokens: list[int]
-    """Output tokens each event stands for (module docstring)."""
 
 
 def response_object(
@@ -122,18 +118,6 @@ def stamp_completed(event: dict[str, Any], at: float) -> dict[str, Any]:
     return {**event, "response": {**response, "completed_at": int(at)}}
 
 
-class _Events:
-    """Appends events with their ``sequence_number`` and token counts."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.tokens: list[int] = []
-
-    def add(self, type_: str, tokens: int = 0, **fields: Any) -> None:
-        self.events.append({"type": type_, **fields, "sequence_number": len(self.events)})
-        self.tokens.append(tokens)
-
-
 def _reasoning(
     body: Mapping[str, Any], rid: str, seed: int | None, cap: int | None
 ) -> tuple[str, int, bool]:
@@ -149,7 +133,7 @@ def _reasoning(
     return "".join(pieces), len(pieces), options.get("summary") in _SUMMARIES
 
 
-def _message_events(ev: _Events, item: dict[str, Any], index: int, text: str) -> None:
+def _message_events(ev: EventLog, item: dict[str, Any], index: int, text: str) -> None:
     iid = item["id"]
     part: dict[str, Any] = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
     where = {"item_id": iid, "output_index": index, "content_index": 0}
@@ -160,7 +144,7 @@ def _message_events(ev: _Events, item: dict[str, Any], index: int, text: str) ->
     ev.add("response.content_part.done", **where, part={**part, "text": text})
 
 
-def _reasoning_events(ev: _Events, item: dict[str, Any], index: int, text: str) -> None:
+def _reasoning_events(ev: EventLog, item: dict[str, Any], index: int, text: str) -> None:
     where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
     part = {"type": "summary_text", "text": ""}
     ev.add("response.reasoning_summary_part.added", **where, part=part)
@@ -186,6 +170,9 @@ def build_response(
     :class:`fakeai.content.InvalidRequestValue` for a value the chat builder refuses.
     """
     chat = chat_body(body, history)
+    tool = image_tool(body, chat["messages"])
+    if tool is not None and "tools" in chat:
+        chat["tool_choice"] = "none"  # a turn that draws calls no function
     cap = chat.get("max_completion_tokens")
     cap = cap if isinstance(cap, int) and not isinstance(cap, bool) else None
     options = body.get("reasoning")
@@ -205,7 +192,7 @@ def build_response(
     incomplete = choice["finish_reason"] == "length"
     status = "incomplete" if incomplete else "completed"
 
-    ev = _Events()
+    ev = EventLog()
     start = response_object(body, response_id=response_id, created_at=created_at, model=model)
     ev.add("response.created", response=start)
     ev.add("response.in_progress", response=start)
@@ -228,6 +215,13 @@ def build_response(
             _reasoning_events(ev, {"id": rid}, index, r_text)
         close_item(index, {"id": rid, "type": "reasoning", "summary": summary},
                    0 if summarized else r_tokens)  # fmt: skip
+    image = None
+    if tool is not None:
+        image = build_image_call(tool, call_id=item_id("ig", response_id, len(output) + 1),
+                                 messages=chat["messages"], seed=seed)  # fmt: skip
+        index = open_item(image.added)
+        image.emit(ev, index)
+        close_item(index, image.item)
     for call in message.get("tool_calls") or ():
         function = call["function"]
         fid = item_id("fc", response_id, len(output) + 1)
@@ -266,5 +260,7 @@ def build_response(
             "total_tokens": usage["prompt_tokens"] + output_tokens,
         },
     }
+    if image is not None:
+        final["tool_usage"] = {"image_gen": image.usage, "web_search": {"num_requests": 0}}
     ev.add("response.incomplete" if incomplete else "response.completed", response=final)
     return BuiltResponse(final, ev.events, ev.tokens)

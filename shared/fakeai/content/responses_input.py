@@ -8,9 +8,11 @@ same things as a chat request in other words; the fake model answers both with o
   items) -> messages: message items keep their role and text; a ``function_call`` item becomes
   an assistant message with that tool call; a ``function_call_output`` item becomes a ``tool``
   message (so "the last message is a tool result" reads the same on both APIs); other item
-  types (reasoning, tool calls of hosted tools) carry no text and are left out;
+  types (reasoning, tool calls of hosted tools such as ``image_generation_call``) carry no
+  text and are left out;
 - flat function tools ``{"type": "function", "name", "parameters"}`` -> chat's
-  ``{"type": "function", "function": {...}}``; hosted tools (web search, ...) are ignored;
+  ``{"type": "function", "function": {...}}``; hosted tools (web search, ...) are ignored
+  here (the image generation tool is :mod:`fakeai.content.image_tool`'s);
 - ``tool_choice`` ``{"type": "function", "name"}`` -> chat's ``{"type": "function",
   "function": {"name"}}``; a hosted-tool choice counts as ``auto``;
 - ``text.format`` -> ``response_format``; ``max_output_tokens`` -> ``max_completion_tokens``;
@@ -31,6 +33,8 @@ from typing import Any
 __all__ = ["chat_body", "input_items", "item_id", "text_of"]
 
 _PASSED_ON = ("temperature", "top_p", "user", "ignore_eos")
+_ID_PREFIXES = {"function_call": "fc", "function_call_output": "fco", "image_generation_call": "ig"}
+"""The id prefix of an input item without one, by type, as OpenAI names them."""
 
 
 def item_id(prefix: str, response_id: str, index: int) -> str:
@@ -78,7 +82,7 @@ def input_items(body: Mapping[str, Any], response_id: str) -> list[dict[str, Any
                 "status": "completed",
             }
         else:
-            prefix = {"function_call": "fc", "function_call_output": "fco"}.get(kind, "item")
+            prefix = _ID_PREFIXES.get(kind, "item")
             stored = {"id": item.get("id") or item_id(prefix, response_id, index), **item}
         out.append(stored)
     return out

@@ -54,6 +54,7 @@ __all__ = [
 _ERROR_STATUS = {
     "invalid_request_error": 400,
     "invalid_value": 400,
+    "invalid_request": 400,  # a value the producer's builders refused
     "model_not_found": 404,
     "cancelled": 409,
     "rate_limit_exceeded": 429,

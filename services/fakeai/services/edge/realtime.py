@@ -178,6 +178,18 @@ class _Connection:
                     client_event_id=client_id,
                 )
             )
+        except WebSocketDisconnect:
+            raise
+        except Exception as e:  # a bug or Redis failing: say so, keep the session
+            logger.warning("realtime: %s failed: %r", event["type"], e)
+            await self.send(
+                error_event(
+                    f"the server failed to handle {event['type']}: {type(e).__name__}",
+                    type_="server_error",
+                    code="server_error",
+                    client_event_id=client_id,
+                )
+            )
 
     # -- client events --------------------------------------------------------------------
 

@@ -39,6 +39,10 @@ _PCM = {"type": "audio/pcm", "rate": SAMPLE_RATE}
 _SESSION_TTL_S = 1800
 _MAX_OUTPUT_TOKENS = 4096
 _DEFAULT_INSTRUCTIONS = "You are a helpful, witty and friendly assistant."
+_READ_ONLY = frozenset({"id", "object", "type", "model", "expires_at"})
+"""Session fields a ``session.update`` cannot change (ignored, as OpenAI does)."""
+_ROOT = "root"
+"""The ``previous_item_id`` that puts an item at the start of the conversation."""
 
 
 class RealtimeError(Exception):
@@ -135,7 +139,9 @@ class Session:
     # -- session --------------------------------------------------------------------------
 
     def update(self, patch: Any) -> dict[str, Any]:
-        """Apply a ``session.update``'s ``session``; returns the whole new configuration."""
+        """Apply a ``session.update``'s ``session`` (objects merged key by key, read-only
+        fields ignored); returns the whole new configuration. A refused update changes
+        nothing."""
         if not isinstance(patch, Mapping):
             raise RealtimeError("session must be an object", code="invalid_value", param="session")
         modalities = patch.get("output_modalities")
@@ -144,18 +150,16 @@ class Session:
         tokens = patch.get("max_output_tokens")
         if tokens is not None:
             _check_max_tokens(tokens, "session.max_output_tokens")
-        for key, value in patch.items():
-            if key in ("id", "object", "type", "model", "expires_at"):
-                continue
-            current = self.config.get(key)
-            self.config[key] = _merge(current, value) if isinstance(current, dict) else value
+        writable = {k: v for k, v in patch.items() if k not in _READ_ONLY}
+        self.config = _merge(self.config, writable, "session")
         return self.config
 
     # -- conversation ---------------------------------------------------------------------
 
     def add_item(self, item: Any, previous_item_id: str | None = None) -> dict[str, Any]:
-        """Add a client's item (after ``previous_item_id``, else at the end); returns it as
-        the conversation holds it (``id``, ``object``, ``status`` filled in)."""
+        """Add a client's item (after ``previous_item_id``, first when that is ``"root"``,
+        else at the end); returns it as the conversation holds it (``id``, ``object``,
+        ``status`` filled in)."""
         if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
             raise RealtimeError(
                 "item must be an object with a type", code="invalid_value", param="item"
@@ -174,13 +178,16 @@ class Session:
                 code="item_already_exists",
                 param="item.id",
             )
-        if previous_item_id is not None and previous_item_id not in ids:
+        if previous_item_id not in (None, _ROOT, *ids):
             raise RealtimeError(
                 f"previous_item_id {previous_item_id!r} is not in the conversation",
                 code="item_not_found",
                 param="previous_item_id",
             )
-        at = ids.index(previous_item_id) + 1 if previous_item_id is not None else len(ids)
+        if previous_item_id is None:
+            at = len(ids)
+        else:
+            at = 0 if previous_item_id == _ROOT else ids.index(previous_item_id) + 1
         self.items.insert(at, stored)
         return stored
 
@@ -192,7 +199,9 @@ class Session:
     def append_audio(self, audio: Any) -> None:
         """``input_audio_buffer.append``: base64 PCM16, at most :data:`MAX_BUFFER_BYTES`."""
         try:
-            data = base64.b64decode(audio if isinstance(audio, str) else "", validate=True)
+            if not isinstance(audio, str):
+                raise ValueError(audio)
+            data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise RealtimeError(
                 "audio must be base64-encoded PCM16", code="invalid_value", param="audio"
@@ -249,9 +258,9 @@ class Session:
         tokens = params.get("max_output_tokens", self.config["max_output_tokens"])
         _check_max_tokens(tokens, "response.max_output_tokens")
         instructions = params.get("instructions", self.config.get("instructions"))
-        out_audio = _merge(
-            self.config["audio"]["output"], (params.get("audio") or {}).get("output") or {}
-        )
+        out_audio = _merge(self.config["audio"], params.get("audio", {}), "response.audio")[
+            "output"
+        ]
         items = params.get("input") if isinstance(params.get("input"), list) else self.items
         messages: list[dict[str, Any]] = []
         if isinstance(instructions, str) and instructions:
@@ -278,13 +287,17 @@ class Session:
         return body
 
 
-def _merge(current: Any, patch: Any) -> Any:
-    """``patch`` over ``current``, dicts merged key by key."""
-    if not isinstance(current, dict) or not isinstance(patch, Mapping):
+def _merge(current: Any, patch: Any, param: str) -> Any:
+    """``patch`` over ``current``, dicts merged key by key, into new dicts (``current`` is
+    left as it was). Where ``current`` is an object, ``patch`` must be one: a
+    :class:`RealtimeError` naming ``param`` (the path to it) otherwise."""
+    if not isinstance(current, dict):
         return patch
+    if not isinstance(patch, Mapping):
+        raise RealtimeError(f"{param} must be an object", code="invalid_value", param=param)
     merged = dict(current)
     for key, value in patch.items():
-        merged[key] = _merge(merged.get(key), value)
+        merged[key] = _merge(merged.get(key), value, f"{param}.{key}")
     return merged
 
 

@@ -8,7 +8,9 @@ what they add up to:
   ``response.incomplete`` event, as it was sent;
 - one still running: the last ``response`` snapshot (``response.in_progress``) with the output
   so far: items opened by ``response.output_item.added``, grown by the text, summary and
-  argument deltas, replaced by ``response.output_item.done``;
+  argument deltas, replaced by ``response.output_item.done``; an image generation call's
+  status follows its ``response.image_generation_call.*`` events (its ``result`` comes with
+  its ``done``, as on OpenAI: partial images are only events);
 - one that ended with an ``e`` entry: that output so far, status ``cancelled`` (code
   ``cancelled``) or ``failed`` with the entry's ``error`` (``{"code", "message"}``);
 - no event yet: None (the caller shows the stored request as ``queued``).
@@ -29,6 +31,12 @@ __all__ = ["FINAL_TYPES", "fold_response"]
 
 FINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
 """Events that carry the whole finished response."""
+
+_IMAGE_STATUS = {
+    "response.image_generation_call.in_progress": "in_progress",
+    "response.image_generation_call.generating": "generating",
+}
+"""Image generation events that move their call's status (``completed`` comes with the item)."""
 
 _decode = msgspec.json.Decoder().decode
 
@@ -64,6 +72,8 @@ class _Fold:
             _grow(item.get("summary"), ev.get("summary_index"), "text", ev.get("delta"))
         elif kind == "response.function_call_arguments.delta":
             item["arguments"] = str(item.get("arguments", "")) + str(ev.get("delta", ""))
+        elif kind in _IMAGE_STATUS:
+            item["status"] = _IMAGE_STATUS[kind]
 
 
 def _grow(parts: Any, index: Any, field: str, delta: Any) -> None:

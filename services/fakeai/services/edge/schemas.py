@@ -22,7 +22,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fakeai.config import Settings
+from fakeai.content import InvalidRequestValue
 from fakeai.content.audio import AUDIO_FORMATS
+from fakeai.content.image_tool import check_image_tools
 from fakeai.errors import BadRequest
 
 __all__ = [
@@ -164,12 +166,17 @@ def check_response_caps(req: ResponsesRequest, settings: Settings) -> None:
     """The caps and rules of a Responses request that pydantic cannot say.
 
     Raises:
-        BadRequest: ``max_output_tokens`` beyond the setting, ``background`` without ``store``,
+        BadRequest: ``max_output_tokens`` beyond the setting, an ``image_generation`` tool
+            option the images endpoint refuses, ``background`` without ``store``,
             ``metadata`` beyond OpenAI's bounds, a function tool without a valid ``name``, or
             a ``tool_choice`` that names no tool.
     """
     cap = settings.max_output_tokens
     _cap(req.max_output_tokens, "max_output_tokens", cap, "max_output_tokens")
+    try:
+        check_image_tools({"tools": req.tools})
+    except InvalidRequestValue as e:
+        raise BadRequest(str(e), param=e.param, code="invalid_value") from None
     if req.background and req.store is False:
         raise BadRequest(
             "background: a background response must be stored (store: true) so that it can be "

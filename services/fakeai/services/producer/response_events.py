@@ -8,7 +8,9 @@ the edge has already put the history of ``previous_response_id`` in front of the
 Sequence:
 
 1. The response and its events are built with :func:`fakeai.content.responses_api.
-   build_response` (in a worker thread when large, as chat responses are).
+   build_response` (in a worker thread when large, as chat responses are, and whenever the
+   request offers the image generation tool: drawing its PNGs takes up to ~0.2 s, as
+   ``fakeai.content.images.refinements("k", "1024x1536", 3)`` measures).
 2. One timing plan covers the output tokens (the model's latency profile, the request's
    ``X-FakeAI-TTFT-Ms`` / ``-ITL-Ms`` / seed, as for chat). Event k is entry ``seq`` k + 1, its
    JSON encoded once here (``sequence_number`` = seq - 1), and is due on an absolute deadline:
@@ -31,6 +33,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fakeai.content import InvalidRequestValue
+from fakeai.content.image_tool import image_tools
 from fakeai.content.responses_api import BuiltResponse, build_response, stamp_completed
 from fakeai.latency_profiles import get_latency_manager
 from fakeai.services.producer.ending import failure, invalid, timeout
@@ -64,8 +67,9 @@ def finish_reason(response: dict[str, object]) -> str:
 async def _build(run: StreamRun) -> BuiltResponse:
     req = run.request
     reasoning = get_latency_manager().get_profile(req.model).reasoning
-    return await run.build(
-        lambda: build_response(
+
+    def make() -> BuiltResponse:
+        return build_response(
             req.body,
             response_id=req.stream_id,
             created_at=req.created_ms // 1000,
@@ -73,7 +77,11 @@ async def _build(run: StreamRun) -> BuiltResponse:
             model=req.model,
             reasoning_model=reasoning,
         )
-    )
+
+    if image_tools(req.body):  # drawing PNGs: off the loop
+        async with run.deps.builds:
+            return await asyncio.to_thread(make)
+    return await run.build(make)
 
 
 def plan_events(run: StreamRun, built: BuiltResponse) -> TimingPlan:
