@@ -11,8 +11,9 @@ chunks, S4 fan-out of one stream to many readers, S5 edge memory per idle connec
 upstream ``fakeai`` package on the same machine (skipped with a note when it cannot be
 installed), S7 scale-out: one redis-server against a 3-master Redis Cluster, with 1 and 2 edges
 and producers (:mod:`.scaleout`); S1R and S3R are S1 and S3 against the Responses API
-(``POST /v1/responses``, :mod:`.responses_rows`); S10 and S11 are speech streams and realtime
-sessions at 100 concurrent, at their models' profiles (:mod:`.media_rows`). The report names
+(``POST /v1/responses``, :mod:`.responses_rows`); S8 is the AIPerf recipe (:mod:`.aiperf`);
+S10 and S11 are speech streams and realtime sessions at 100 concurrent, at their models'
+profiles (:mod:`.media_rows`). The report names
 the machine, the date and the exact command. Figures only: no scenario passes or fails,
 except that S2 says where client-observed latency stops matching the profile (median within
 5 %, p99 within 10 %).
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 
 from fakeai.embedded_redis import free_port
 from fakeai.latency_profiles import LatencyProfileManager
-from fakeai.services.bench import media_rows, procs, responses_rows, scaleout
+from fakeai.services.bench import aiperf, media_rows, procs, responses_rows, scaleout
 from fakeai.services.bench.driver import (
     QUICK,
     Driver,
@@ -59,7 +60,7 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S1R", "S3R", "S10", "S11")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S1R", "S3R", "S10", "S11")
 
 
 class Scenarios(Driver):
@@ -531,6 +532,9 @@ class Scenarios(Driver):
 
     def s3r(self) -> None:
         self.lines += responses_rows.s3r(self)
+
+    def s8(self) -> None:
+        self.lines += aiperf.s8(self, (16,) if self.scale is QUICK else (16, 128, 512))
 
     def s10(self) -> None:
         self.lines += media_rows.s10(self)

@@ -6,10 +6,12 @@ Lifespan start-up builds the state (``app.state.edge``; ``settings``, ``keys``, 
 unless ``FAKEAI_REDIS_CLUSTER`` says which. :func:`~fakeai.streams.client.check_layout` then
 marks a fresh Redis with the key layout, or refuses one that holds another: that
 :class:`~fakeai.streams.client.LayoutMismatch` stops start-up with its message (it names the
-fix). Redis is not needed to start: when it does not answer, the edge starts anyway, says 503
-with ``Retry-After`` on ``/readyz`` and the API, and connects in the background (checking the
-layout then; a mismatch found then is answered as a 503 ``layout_mismatch`` with the same
-message, until the data is migrated).
+fix). Then the whole command pool is opened (:data:`POOL_CONNECTIONS`), so the first burst
+of requests finds its connections open. Redis is not needed to start: when it does not
+answer, the edge starts anyway, says 503 with ``Retry-After`` on ``/readyz`` and the API, and
+connects in the background (checking the layout and opening the pool then; a mismatch found
+then is answered as a 503 ``layout_mismatch`` with the same message, until the data is
+migrated).
 
 Failures always end in an answer: raw Redis errors become 503s with ``Retry-After`` at this
 boundary (:mod:`.unavailable`: ``redis_unavailable``; ``redis_out_of_memory`` when Redis
@@ -85,6 +87,7 @@ from fakeai.services.edge.state import EdgeState
 from fakeai.services.edge.tenants import Tenants
 from fakeai.services.edge.unavailable import REDIS_DOWN, on_out_of_memory, on_redis_down
 from fakeai.services.runtime import tune_gc
+from fakeai.services.warmup import open_pool
 from fakeai.streams import Keys
 from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect, is_cluster
 from fakeai.streams.log import Link
@@ -99,10 +102,11 @@ DRAIN_S = 5.0
 POOL_CONNECTIONS = 64
 """Command connections (never blocking reads); callers past it wait for a free one.
 
-A pooled connection costs ~40 KiB of edge RSS (buffers, reader, stream objects) and the pool
-never shrinks, so a burst of new streams leaves them all behind; each is busy for one round
-trip (~0.1-0.3 ms) per request, so 64 carry far more requests per second than one edge
-process can parse. On a cluster the bound is per node, and a full node pool raises (answered as
+All are opened at start, before the edge serves (:func:`fakeai.services.warmup.open_pool`:
+a burst of first requests would otherwise open them on the event loop), which costs ~1.3 MiB
+of idle edge RSS (BENCHMARKS.md, S8); the pool never shrinks. Each is busy for one round trip
+(~0.1-0.3 ms) per request, so 64 carry far more requests per second than one edge process
+can parse. On a cluster the bound is per node, and a full node pool raises (answered as
 a 503) instead of waiting (:func:`fakeai.streams.client.connect`)."""
 _CONNECT_RETRY_MAX_S = 2.0
 """Longest pause between two connection attempts while Redis does not answer at start."""
@@ -234,7 +238,8 @@ class _Backend:
         self._connect_task: asyncio.Task[None] | None = None
 
     async def _connect(self) -> RedisClient:
-        """A command client (cluster or not, detected unless set), the layout checked."""
+        """A command client (cluster or not, detected unless set), the layout checked, the
+        pool's connections open (:func:`fakeai.services.warmup.open_pool`)."""
         settings = self._state.settings
         url = settings.redis_url
         assert url is not None
@@ -251,6 +256,8 @@ class _Backend:
         )
         try:
             await check_layout(redis, self._state.keys)
+            # Before ready: a burst of first requests would open these on the event loop.
+            await open_pool(redis, POOL_CONNECTIONS)
         except BaseException:
             await redis.aclose()
             raise

@@ -18,7 +18,9 @@ dedicated connections. At start the key layout is checked
 (:func:`~fakeai.streams.client.check_layout`): data of another layout stops the producer with
 the message that names the fix.
 
-Start: the lease first (renewed once, then every ``producer_lease_s / 3``), so no survivor
+Start: the command pool's connections opened (:func:`fakeai.services.warmup.open_pool`: the
+lease is what makes the edge's ``/readyz`` say ready, and the first requests should find them
+open); then the lease (renewed once, then every ``producer_lease_s / 3``), so no survivor
 mistakes this producer for a dead one; then the writer, the cancel listener, the intake and
 the failover loops.
 
@@ -64,13 +66,14 @@ from fakeai.services.producer.runner import Deps, StreamRun
 from fakeai.services.producer.state import StreamState, read_states
 from fakeai.services.producer.writer import LogWriter
 from fakeai.services.runtime import run_until_signalled, tune_gc
+from fakeai.services.warmup import open_pool
 from fakeai.streaming import StreamManager
 from fakeai.streams import Keys
 from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect
 from fakeai.streams.log import Link
 from fakeai.wire import CancelSignal, decode_request
 
-__all__ = ["Producer", "connect_checked", "consumer_name", "main", "run"]
+__all__ = ["Producer", "connect_checked", "consumer_name", "main", "pool_size", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,11 @@ logger = logging.getLogger(__name__)
 def consumer_name() -> str:
     """A consumer name unique to this process: ``<host>-<pid>-<random>``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def pool_size(settings: Settings) -> int:
+    """The command connections a producer holds per node (module docstring: who uses them)."""
+    return settings.request_partitions + 8
 
 
 async def connect_checked(settings: Settings, keys: Keys) -> RedisClient:
@@ -102,7 +110,7 @@ async def connect_checked(settings: Settings, keys: Keys) -> RedisClient:
             redis = await connect(
                 url,
                 cluster=settings.redis_cluster,
-                max_connections=settings.request_partitions + 8,
+                max_connections=pool_size(settings),
                 blocking_pool=True,
             )
             await check_layout(redis, keys)
@@ -198,11 +206,15 @@ class Producer:
         return self.settings.max_streams_per_producer - len(self.runs)
 
     async def start(self) -> None:
-        """Take the lease, start writing, listening for cancels, reading requests and
-        watching the other producers (waits for Redis)."""
+        """Open the command pool, take the lease, start writing, listening for cancels,
+        reading requests and watching the other producers (waits for Redis).
+
+        The pool is opened first: the lease makes ``/readyz`` say ready, and the first
+        requests should not open connections while their chunks fall due."""
         backoff = Backoff()
         while True:
             try:
+                await open_pool(self.redis, pool_size(self.settings))
                 await self.lease.renew()
                 break
             except RETRYABLE as e:
