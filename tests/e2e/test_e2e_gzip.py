@@ -140,3 +140,20 @@ def test_openai_sdk_streams_gzip_unchanged(stack: Stack) -> None:
     assert text
     assert chunks[-1].choices[0].finish_reason == "length"
     assert text == "".join(c.choices[0].delta.content or "" for c in plain if c.choices)
+
+
+def test_compression_can_be_turned_off(start_stack: Any) -> None:
+    """``FAKEAI_COMPRESS_STREAMS=false``: a client that asks for gzip gets the stream as is."""
+    with (
+        start_stack(compress_streams=False) as stack,
+        httpx.Client(base_url=stack.url, timeout=30) as client,
+    ):
+        created = client.post(
+            "/v1/chat/completions", json=_chat(TOKENS), headers={**GZIP, **timing(0, 0)}
+        )
+        sid = created.headers["x-stream-id"]
+        plain = client.get(f"/v1/streams/{sid}", params={"pace": "fast"}, headers=GZIP)
+    for response in (created, plain):
+        assert "content-encoding" not in response.headers
+        assert "vary" not in response.headers
+    assert plain.content.startswith(b"id: ")

@@ -80,3 +80,8 @@ def test_a_cors_origin_that_is_not_one_fails_naming_it(raw: str) -> None:
 def test_public_metrics_from_env() -> None:
     assert Settings.from_env({}).public_metrics is False
     assert Settings.from_env({"FAKEAI_PUBLIC_METRICS": "true"}).public_metrics is True
+
+
+def test_compress_streams_from_env() -> None:
+    assert Settings.from_env({}).compress_streams is True
+    assert Settings.from_env({"FAKEAI_COMPRESS_STREAMS": "false"}).compress_streams is False

@@ -51,7 +51,8 @@ the first byte is sent, and the middleware then runs the response with the serve
 as before.
 
 Compression: a client whose ``Accept-Encoding`` allows gzip gets SSE, JSON Lines and text
-gzipped, each write flushed at once (:mod:`.compression`); the others get them as before.
+gzipped, each write flushed at once (:mod:`.compression`); the others get them as before, and
+so does everyone with ``FAKEAI_COMPRESS_STREAMS=false``.
 
 JSON Lines and text use the same response without a heartbeat (a blank line or comment would
 corrupt those formats for naive readers).
@@ -138,8 +139,10 @@ class EventStream(StreamingResponse):
         media_type: str,
         send_timeout: float,
         on_close: Callable[[], None] | None = None,
+        compress: bool = True,
     ) -> None:
         super().__init__(content, headers=headers, media_type=media_type)
+        self._compress = compress
         self._content = content
         self._on_close = on_close
         self._send_timeout = send_timeout
@@ -163,7 +166,9 @@ class EventStream(StreamingResponse):
         self._task = task
         stalls = _StallWatch.of(loop)
         stalls.add(self)
-        gzip, extra = stream_encoder(self.media_type, scope.get("headers", ()))
+        gzip, extra = stream_encoder(
+            self.media_type if self._compress else None, scope.get("headers", ())
+        )
         try:
             self._sending_since = loop.time()
             await send(
@@ -419,4 +424,5 @@ def stream_response(
         # A peer that stopped reading (no FIN, full window) must not hold the stream forever.
         send_timeout=max(30.0, 4 * state.settings.heartbeat_s),
         on_close=on_close,
+        compress=state.settings.compress_streams,
     )
