@@ -84,6 +84,7 @@ def test_the_command_asks_the_timing_in_a_form_aiperf_keeps_as_text() -> None:
     assert cmd[cmd.index("--request-count") + 1] == "48"
     assert cmd[cmd.index("--tokenizer") + 1] == "o200k_base"
     assert "--use-server-token-count" in cmd  # ITL per token from the stream's usage
+    assert "Accept-Encoding:identity" in cmd  # streams as a model server sends them
     assert "--warmup-request-count" not in cmd  # AIPerf refuses 0: none means no flag
     warm = aiperf_command(Path("aiperf"), "u", 16, Asked(warmup=16), Path("out"))
     assert warm[warm.index("--warmup-request-count") + 1] == "16"

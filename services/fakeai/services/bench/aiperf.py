@@ -123,6 +123,8 @@ def aiperf_command(exe: Path, url: str, concurrency: int, asked: Asked, out: Pat
         *(("--warmup-request-count", str(asked.warmup)) if asked.warmup else ()),
         *("--header", f"X-FakeAI-TTFT-Ms:+{asked.ttft_ms:g}"),
         *("--header", f"X-FakeAI-ITL-Ms:+{asked.itl_ms:g}"),
+        # As a model server answers: not compressed (aiohttp asks for gzip by default).
+        *("--header", "Accept-Encoding:identity"),
         *("--isl", str(asked.isl), "--osl", str(asked.osl)),
         *("--extra-inputs", "ignore_eos:true", "--use-server-token-count"),
         *("--tokenizer", ENCODING, "--random-seed", "1"),
