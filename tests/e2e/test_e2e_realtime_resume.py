@@ -19,9 +19,10 @@ from tests.support.stack import Stack
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
 MODEL = "gpt-realtime"
-PACED = timing(0, 25)
-"""25 ms between tokens: a response of :data:`TOKENS` tokens runs for about 5 s, so the
-client is back long before it ends."""
+PACED = {**timing(0, 25), "X-FakeAI-Seed": "26"}
+"""25 ms between tokens, and a seed whose answer runs past :data:`TOKENS` tokens: the response
+runs for about 5 s, so the client is back long before it ends, and it always ends capped
+(``incomplete``), not by its natural length."""
 TOKENS = 200
 HEAD = 8
 """Events the first connection takes before it is lost."""
@@ -87,6 +88,7 @@ def test_reconnect_mid_response_and_resume_gets_exactly_the_rest(start_stack: An
     assert head + tail == whole  # exactly the rest: no gap, no duplicate
     assert len(whole) > logged_at_resume  # part of the rest was written after the resume
     done = tail[-1]
-    assert done["response"]["status"] == "completed"
+    assert done["response"]["status"] == "incomplete"
+    assert done["response"]["status_details"]["reason"] == "max_output_tokens"
     text = "".join(e["delta"] for e in whole if e["type"] == "response.output_text.delta")
     assert text == done["response"]["output"][0]["content"][0]["text"]
