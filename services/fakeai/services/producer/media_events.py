@@ -20,19 +20,17 @@ OpenAI events carry them; the edge decodes them where the answer is raw bytes.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fakeai.content import InvalidRequestValue
 from fakeai.content.images import build_images
 from fakeai.content.responses_api import BuiltResponse
 from fakeai.content.speech import build_speech
 from fakeai.content.transcription import build_transcription
-from fakeai.services.producer.ending import failure, invalid, timeout
 from fakeai.services.producer.records import Outcome
-from fakeai.services.producer.response_events import emit_events, plan_events
+from fakeai.services.producer.response_events import stream_built
 from fakeai.wire import GenerationRequest
 
 if TYPE_CHECKING:
@@ -60,28 +58,10 @@ async def stream_media(run: StreamRun, skip: int, family: str) -> str:
     def make() -> BuiltResponse:
         return _BUILDERS[family](req)
 
-    try:
-        if family == "image":  # ~50 ms of PNG encoding per image: off the loop
-            async with run.deps.builds:
-                built = await asyncio.to_thread(make)
-        else:
-            built = await run.build(make)
-        plan = plan_events(run, built)
-    except InvalidRequestValue as e:
-        logger.warning("stream %s: invalid request: %s", run.stream_id, e)
-        return await run.ending.finish(skip + 1, skip, invalid(e.param, str(e)))
-    except Exception as e:
-        logger.warning("stream %s: cannot build the %s: %s", run.stream_id, family, e)
-        return await run.ending.finish(skip + 1, skip, failure(e))
-    usage = built.response.get("usage") or {}
-    prompt = int(usage.get("input_tokens") or 0)
-    seq, tokens, timed_out = await emit_events(run, built, plan, skip)
-    outcome: Outcome
-    if run.end_code is not None:
-        outcome = run.ended_outcome(tokens, prompt)
-    elif timed_out:
-        outcome = timeout(run.deps.settings, tokens, prompt)
-    else:
-        outcome = Outcome(finish_reason="stop", completion_tokens=tokens, prompt_tokens=prompt)
-    seq = max(seq, skip)
-    return await run.ending.finish(seq + 1, seq, outcome)
+    # An image costs ~50 ms of PNG encoding: off the loop.
+    build = functools.partial(run.build, make, heavy=family == "image")
+    return await stream_built(run, skip, build, family, _completed)
+
+
+def _completed(built: BuiltResponse, tokens: int, prompt: int) -> Outcome:
+    return Outcome(finish_reason="stop", completion_tokens=tokens, prompt_tokens=prompt)

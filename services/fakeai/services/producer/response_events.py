@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fakeai.content import InvalidRequestValue
@@ -45,7 +46,14 @@ from fakeai.wire import encode
 if TYPE_CHECKING:
     from fakeai.services.producer.runner import StreamRun
 
-__all__ = ["emit_events", "finish_reason", "plan_events", "stream_events"]
+__all__ = [
+    "Completed",
+    "emit_events",
+    "finish_reason",
+    "plan_events",
+    "stream_built",
+    "stream_events",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +86,7 @@ async def _build(run: StreamRun) -> BuiltResponse:
             reasoning_model=reasoning,
         )
 
-    if image_tools(req.body):  # drawing PNGs: off the loop
-        async with run.deps.builds:
-            return await asyncio.to_thread(make)
-    return await run.build(make)
+    return await run.build(make, heavy=bool(image_tools(req.body)))  # PNGs: off the loop
 
 
 def plan_events(run: StreamRun, built: BuiltResponse) -> TimingPlan:
@@ -104,14 +109,43 @@ def plan_events(run: StreamRun, built: BuiltResponse) -> TimingPlan:
 async def stream_events(run: StreamRun, skip: int) -> str:
     """Produce the stream's events after entry ``skip``, then its end (module docstring);
     returns the stream's final status."""
+
+    def completed(built: BuiltResponse, tokens: int, prompt: int) -> Outcome:
+        usage = built.response.get("usage") or {}
+        return Outcome(
+            finish_reason=finish_reason(built.response),
+            completion_tokens=int(usage.get("output_tokens") or tokens),
+            prompt_tokens=prompt,
+        )
+
+    return await stream_built(run, skip, lambda: _build(run), "response", completed)
+
+
+Completed = Callable[[BuiltResponse, int, int], Outcome]
+"""The outcome of a stream whose events all went out: ``(built, tokens, prompt_tokens)``."""
+
+
+async def stream_built(
+    run: StreamRun,
+    skip: int,
+    build: Callable[[], Awaitable[BuiltResponse]],
+    what: str,
+    completed: Completed,
+) -> str:
+    """The path every stream of typed events takes (this module's, and :mod:`.media_events`'):
+    ``build`` its events, plan them, write those after entry ``skip`` on their deadlines
+    (counted as a running stream of the model meanwhile), then its end: ``completed`` when
+    every event went out, else cancelled / timeout; a request the builders refuse ends with
+    ``invalid_request``, a build that fails with ``generation_error``. Returns the stream's
+    final status."""
     try:
-        built = await _build(run)
+        built = await build()
         plan = plan_events(run, built)
     except InvalidRequestValue as e:
         logger.warning("stream %s: invalid request: %s", run.stream_id, e)
         return await run.ending.finish(skip + 1, skip, invalid(e.param, str(e)))
     except Exception as e:
-        logger.warning("stream %s: cannot build the response: %s", run.stream_id, e)
+        logger.warning("stream %s: cannot build the %s: %s", run.stream_id, what, e)
         return await run.ending.finish(skip + 1, skip, failure(e))
     usage = built.response.get("usage") or {}
     prompt = int(usage.get("input_tokens") or 0)
@@ -129,11 +163,7 @@ async def stream_events(run: StreamRun, skip: int) -> str:
     elif timed_out:
         outcome = timeout(run.deps.settings, tokens, prompt)
     else:
-        outcome = Outcome(
-            finish_reason=finish_reason(built.response),
-            completion_tokens=int(usage.get("output_tokens") or tokens),
-            prompt_tokens=prompt,
-        )
+        outcome = completed(built, tokens, prompt)
     seq = max(seq, skip)
     return await run.ending.finish(seq + 1, seq, outcome)
 

@@ -283,11 +283,12 @@ class StreamRun:
 
         return await self.build(make)
 
-    async def build(self, make: Callable[[], T]) -> T:
+    async def build(self, make: Callable[[], T], *, heavy: bool = False) -> T:
         """``make()``, the response builder of this stream: on the loop when the response is
-        small, else in a worker thread (:data:`BUILD_INLINE_PIECES`, :data:`BUILDS_AT_ONCE`)."""
+        small, else (or when the caller knows it is ``heavy``, e.g. drawing PNGs) in a worker
+        thread (:data:`BUILD_INLINE_PIECES`, :data:`BUILDS_AT_ONCE`)."""
         req = self.request
-        if output_bound(req.body, req.endpoint) <= BUILD_INLINE_PIECES:
+        if not heavy and output_bound(req.body, req.endpoint) <= BUILD_INLINE_PIECES:
             return make()
         async with self.deps.builds:
             return await asyncio.to_thread(make)
