@@ -33,7 +33,6 @@ started); a failed publish releases it here.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -54,9 +53,9 @@ from fakeai.limits import refusal
 from fakeai.services.edge.faults import HEADER as FAULT
 from fakeai.services.edge.faults import MidStreamFault, StatusFault, choose_fault, status_error
 from fakeai.services.edge.limits import ALLOW, Decision
-from fakeai.services.edge.reader import live_until, read_live
 from fakeai.services.edge.schemas import MAX_DEPTH, check_depth, too_deep
 from fakeai.services.edge.state import EdgeState
+from fakeai.services.edge.stream_log import follow_live
 from fakeai.services.edge.tenants import OWNER_FIELD, tenant_of
 from fakeai.services.edge.unavailable import redis_unavailable
 from fakeai.streams import new_stream_id
@@ -298,22 +297,18 @@ async def open_stream(
         raise BadRequest(why.message, param=why.param, code="invalid_value")
     admission = await limiter.admit(state.redis, tenant.name, sid) if limiter else ALLOW
     admission.raise_if_refused()
-    key = state.keys.chunks(sid)
-    sub = state.hub.subscribe(key, f"{created_ms}-0", settings.client_buffer)
-    entries = read_live(
-        state.redis,
-        state.hub,
-        sub,
-        key=key,
-        created_ms=created_ms,
-        after_seq=0,
+    entries, release = follow_live(
+        state,
+        state.keys.chunks(sid),
+        created_ms,
+        f"{created_ms}-0",
+        0,
         heartbeat_s=settings.heartbeat_s if stream else None,
-        ends_at=live_until(created_ms, settings.max_stream_s),
     )
     try:
         await _publish(state, gen, kind, tenant.owner, extra)
     except BaseException:
-        state.hub.unsubscribe(sub)
+        release()
         if limiter:
             await limiter.release(state.redis, tenant.name, sid)
         raise
@@ -322,7 +317,7 @@ async def open_stream(
         created_ms=created_ms,
         arrived=arrived,
         entries=entries,
-        release=functools.partial(state.hub.unsubscribe, sub),
+        release=release,
         admission=admission,
         fault=fault,
         cut=cut,

@@ -32,7 +32,15 @@ from fakeai.streams import EntryId, ResumeVerdict, created_ms_of, decide_resume,
 from fakeai.streams.log import PAGE, Entry, parse_entry
 from fakeai.streams.meta import StreamMeta
 
-__all__ = ["OpenedLog", "Snapshot", "created_ms_or_404", "gone", "open_log", "snapshot"]
+__all__ = [
+    "OpenedLog",
+    "Snapshot",
+    "created_ms_or_404",
+    "follow_live",
+    "gone",
+    "open_log",
+    "snapshot",
+]
 
 
 def created_ms_or_404(stream_id: str) -> int:
@@ -173,6 +181,26 @@ async def open_log(
         )
         return OpenedLog(entries, _nothing, meta, pos)
     start = last.id.decode() if last is not None else f"{created_ms}-0"
+    entries, release = follow_live(
+        state, key, created_ms, start, pos.seq, heartbeat_s=heartbeat_s, first_page=page
+    )
+    return OpenedLog(entries, release, meta, pos)
+
+
+def follow_live(
+    state: EdgeState,
+    key: str,
+    created_ms: int,
+    start: str,
+    after_seq: int,
+    *,
+    heartbeat_s: float | None,
+    first_page: list[Entry] | None = None,
+) -> tuple[AsyncGenerator[list[Entry], None], Callable[[], None]]:
+    """The live read of a stream's log ``key`` after entry ``after_seq``: subscribed on the
+    hub from entry id ``start`` (before anything is published, for a new stream: the log is
+    the rendezvous), bounded by ``max_stream_s``. Also returns what releases the
+    subscription: the response runs it however it ends, even if the log was never read."""
     sub = state.hub.subscribe(key, start, state.settings.client_buffer)
     entries = read_live(
         state.redis,
@@ -180,10 +208,9 @@ async def open_log(
         sub,
         key=key,
         created_ms=created_ms,
-        after_seq=pos.seq,
+        after_seq=after_seq,
         heartbeat_s=heartbeat_s,
         ends_at=live_until(created_ms, state.settings.max_stream_s),
-        first_page=page,
+        first_page=first_page,
     )
-    # The reader releases it whenever it ends, even if the log was never read.
-    return OpenedLog(entries, functools.partial(state.hub.unsubscribe, sub), meta, pos)
+    return entries, functools.partial(state.hub.unsubscribe, sub)
