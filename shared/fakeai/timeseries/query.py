@@ -23,29 +23,43 @@ from fakeai.timeseries.names import EDGE_METRICS, PRODUCER_METRICS, QUANTILES
 from fakeai.timeseries.sketch import LogSketch
 from fakeai.timeseries.store import COARSE, FINE, sketch_from_hash
 
-__all__ = ["LATENCY_METRICS", "parse_window", "plan_buckets", "query_latency"]
+__all__ = [
+    "LATENCY_METRICS",
+    "parse_seconds",
+    "parse_window",
+    "plan_buckets",
+    "query_latency",
+]
 
 LATENCY_METRICS = (*PRODUCER_METRICS, *EDGE_METRICS)
 
 DEFAULT_WINDOW_S = 60.0
 
 
-def parse_window(raw: str | None, settings: Settings) -> float:
-    """The ``window`` query parameter in seconds; BadRequest (param ``window``) when invalid."""
+def parse_seconds(
+    raw: str | None, param: str, expected: str, upper: float = math.inf
+) -> float | None:
+    """A query parameter in seconds, in (0, ``upper``], or None when absent or empty;
+    BadRequest (``param``, code ``invalid_<param>``) saying ``expected`` otherwise."""
     if raw is None or raw == "":
-        return DEFAULT_WINDOW_S
+        return None
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or not 0 < value <= settings.ts_coarse_keep_s:
+    if not (math.isfinite(value) and 0 < value <= upper):
         raise BadRequest(
-            f"window must be a number of seconds in (0, {settings.ts_coarse_keep_s}] "
-            f"(the coarse retention), got {raw!r}",
-            param="window",
-            code="invalid_window",
+            f"{param} must be {expected}, got {raw!r}", param=param, code=f"invalid_{param}"
         )
     return value
+
+
+def parse_window(raw: str | None, settings: Settings) -> float:
+    """The ``window`` query parameter in seconds; BadRequest (param ``window``) when invalid."""
+    keep = settings.ts_coarse_keep_s
+    expected = f"a number of seconds in (0, {keep}] (the coarse retention)"
+    value = parse_seconds(raw, "window", expected, keep)
+    return DEFAULT_WINDOW_S if value is None else value
 
 
 def plan_buckets(now: float, window_s: float, settings: Settings) -> list[tuple[str, int]]:

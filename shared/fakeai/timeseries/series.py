@@ -38,7 +38,7 @@ from fakeai.errors import BadRequest
 from fakeai.streams import Keys
 from fakeai.streams.client import RedisClient
 from fakeai.timeseries.names import TOKENS_PER_S
-from fakeai.timeseries.query import LATENCY_METRICS
+from fakeai.timeseries.query import LATENCY_METRICS, parse_seconds
 from fakeai.timeseries.sketch import LogSketch
 from fakeai.timeseries.store import COARSE, FINE, sketch_from_hash
 
@@ -96,19 +96,7 @@ def parse_metric(raw: str | None) -> str:
 
 def parse_step(raw: str | None) -> float | None:
     """The ``step`` query parameter in seconds (None: choose one); > 0 and finite."""
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise BadRequest(
-            f"step must be a positive number of seconds, got {raw!r}",
-            param="step",
-            code="invalid_step",
-        )
-    return value
+    return parse_seconds(raw, "step", "a positive number of seconds")
 
 
 def plan_series(
