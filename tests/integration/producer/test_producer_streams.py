@@ -27,7 +27,7 @@ from fakeai.streams import Keys
 from fakeai.streams.client import LayoutMismatch, RedisClient
 from fakeai.streams.log.firehose import firehose_events
 from fakeai.streams.meta import StreamMeta
-from fakeai.wire import decode_done, decode_error
+from fakeai.wire import decode_done, decode_error, encode
 
 pytestmark = pytest.mark.redis
 
@@ -314,3 +314,24 @@ async def test_requests_published_before_the_producer_starts_are_served_at_once(
     async with start_producer(reclaim_idle_s=30.0):
         for req in reqs:
             assert await eventually(lambda r=req: finished_log(rc, keys, r.stream_id), timeout_s=5)
+
+
+async def test_cancel_signal_seen_before_the_request_cancels_it(
+    rc: RedisClient, keys: Keys, start_producer: StartProducer
+) -> None:
+    """The edge writes the meta flag and the signal at once: the producer may read the
+    request after the signal and the flag before it is set. Here the flag never comes."""
+    req = chat_request(max_tokens=400, ttft_ms=0, itl_ms=50)
+    async with start_producer() as producer:
+        signal_id = await rc.xadd(
+            keys.cancels(), {"c": encode({"stream_id": req.stream_id, "reason": "test"})}
+        )
+
+        async def signal_read() -> bool:
+            return producer.cancels.last_id == signal_id
+
+        await eventually(signal_read)
+        await publish(rc, keys, req)
+        log = await eventually(lambda: finished_log(rc, keys, req.stream_id))
+    assert [(e.seq, e.kind) for e in log] == [(1, "e")]
+    assert decode_error(log[0].data).error.code == "cancelled"

@@ -48,6 +48,7 @@ import logging
 import os
 import secrets
 import socket
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -76,6 +77,9 @@ from fakeai.wire import CancelSignal, decode_request
 __all__ = ["Producer", "connect_checked", "consumer_name", "main", "pool_size", "run"]
 
 logger = logging.getLogger(__name__)
+
+EARLY_CANCELS = 4096
+"""How many cancel signals of streams not running here a producer remembers."""
 
 
 def consumer_name() -> str:
@@ -186,6 +190,9 @@ class Producer:
             reclaim_idle_s=reclaim_idle_s,
         )
         self.cancels = CancelListener(self.link, self.keys, self._on_cancel)
+        self._early_cancels: OrderedDict[str, None] = OrderedDict()
+        """Streams whose cancel signal came while they did not run here (newest last): a
+        request this producer reads afterwards is cancelled at once (:meth:`_on_cancel`)."""
         self._cancel_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -256,6 +263,9 @@ class Producer:
             await self._slots.acquire()
             run = StreamRun(self.deps, request, entry.key, entry.msg_id, entry.deliveries)
             self.runs[request.stream_id] = run
+            if request.stream_id in self._early_cancels:
+                del self._early_cancels[request.stream_id]
+                run.end(EndCode.CANCELLED)
             ready.append(run)
         if ready:
             await self._start(ready)
@@ -301,10 +311,20 @@ class Producer:
             logger.warning("producer %s: could not leave the producers' set (%s)", self.consumer, e)
 
     def _on_cancel(self, signal: CancelSignal) -> None:
+        """End the stream if it runs here; else remember the signal, for a request read
+        after it (the edge writes the meta flag and the signal at once, so the producer
+        that reads the request may read the flag before it is set, and the signal before
+        the stream runs here). Every producer sees every signal: the memory is bounded
+        (:data:`EARLY_CANCELS`), oldest forgotten first."""
         run = self.runs.get(signal.stream_id)
         if run is not None:
             logger.info("stream %s: cancel received (%s)", signal.stream_id, signal.reason)
             run.end(EndCode.CANCELLED)
+            return
+        self._early_cancels[signal.stream_id] = None
+        self._early_cancels.move_to_end(signal.stream_id)
+        while len(self._early_cancels) > EARLY_CANCELS:
+            self._early_cancels.popitem(last=False)
 
     async def shutdown(self) -> None:
         """The numbered shutdown sequence of the module docstring."""
