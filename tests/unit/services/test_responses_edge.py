@@ -74,6 +74,24 @@ def test_fold_error_entries() -> None:
     assert fold_response([]) is None
 
 
+def test_a_response_ended_before_its_first_event_is_not_shown_queued() -> None:
+    """A background response cancelled before its producer started it has a log of one
+    ``e`` entry: retrieve must say cancelled (or failed), not queued forever."""
+    start = {"id": "resp_x", "object": "response", "status": "queued", "output": []}
+    assert fold_response([], start) == start
+    cancelled = fold_response([_error(1, "cancelled")], start)
+    assert cancelled is not None
+    assert (cancelled["status"], cancelled["error"], cancelled["id"]) == (
+        "cancelled",
+        None,
+        "resp_x",
+    )
+    failed = fold_response([_error(1, "shutdown")], start)
+    assert failed is not None
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "shutdown"
+
+
 def test_named_sse_events() -> None:
     entries, _ = _log()
     fmt = Formatter("sse", 1000, named=True)

@@ -101,10 +101,8 @@ async def read_log(state: EdgeState, sid: str) -> list[Entry]:
 
 
 def response_of(stored: Stored, entries: list[Entry]) -> dict[str, Any]:
-    """The response object: folded from the log, or the stored request shown ``queued``."""
-    folded = fold_response(entries)
-    if folded is not None:
-        return folded
+    """The response object folded from the log; the stored request shown ``queued`` until
+    the log holds a snapshot (``cancelled`` or ``failed`` if it ended before one)."""
     request = stored.conversation.request
     queued = response_object(
         request,
@@ -112,7 +110,8 @@ def response_of(stored: Stored, entries: list[Entry]) -> dict[str, Any]:
         created_at=stored.created_ms // 1000,
         model=str(request.get("model", "")),
     )
-    return {**queued, "status": "queued"}
+    start = {**queued, "status": "queued"}
+    return fold_response(entries, start) or start
 
 
 async def history_of(state: EdgeState, tenant: Tenant, previous: str) -> list[dict[str, Any]]:

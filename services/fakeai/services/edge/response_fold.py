@@ -13,7 +13,9 @@ what they add up to:
   its ``done``, as on OpenAI: partial images are only events);
 - one that ended with an ``e`` entry: that output so far, status ``cancelled`` (code
   ``cancelled``) or ``failed`` with the entry's ``error`` (``{"code", "message"}``);
-- no event yet: None (the caller shows the stored request as ``queued``).
+- no event yet: ``start`` (the caller's stored request, shown ``queued``), or None without
+  it; cancelled or failed as above when the log already ended with an ``e`` entry (a
+  response cancelled before its producer started it).
 """
 
 from __future__ import annotations
@@ -81,8 +83,11 @@ def _grow(parts: Any, index: Any, field: str, delta: Any) -> None:
         parts[index][field] = str(parts[index].get(field, "")) + str(delta or "")
 
 
-def fold_response(entries: Iterable[Entry]) -> dict[str, Any] | None:
-    """The response the entries of a ``resp_…`` log add up to (module docstring)."""
+def fold_response(
+    entries: Iterable[Entry], start: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The response the entries of a ``resp_…`` log add up to (module docstring); ``start``
+    is the response shown until the log holds a snapshot of it."""
     fold = _Fold()
     error: dict[str, Any] | None = None
     for e in entries:
@@ -99,7 +104,7 @@ def fold_response(entries: Iterable[Entry]) -> dict[str, Any] | None:
                 error = {"code": body.code or "server_error", "message": body.message}
             except msgspec.DecodeError:
                 error = {"code": "server_error", "message": "the response failed"}
-    response = fold.response
+    response = fold.response if fold.response is not None else start
     if response is None or (fold.final and error is None):
         return response
     out = {**response, "output": [fold.items[i] for i in sorted(fold.items)]}
