@@ -119,6 +119,12 @@ class Hub:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def link(self) -> Link:
+        """The raw Redis adapter the hub reads with (:class:`~fakeai.streams.log.Link`), shared
+        with the edge's per-request writes (:mod:`.publish`)."""
+        return self._link
+
     def start(self) -> None:
         """Start reading (each reader's task starts with its first key)."""
         self._started = True

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -59,7 +58,8 @@ from fakeai.services.edge.stream_log import follow_live
 from fakeai.services.edge.tenants import OWNER_FIELD, tenant_of
 from fakeai.services.edge.unavailable import redis_unavailable
 from fakeai.streams import new_stream_id
-from fakeai.streams.log import Entry
+from fakeai.streams.log import Entry, Group, Link
+from fakeai.streams.log.batch import Batch, raise_first_error
 from fakeai.streams.meta import F
 from fakeai.wire import GenerationRequest, encode
 from fakeai.wire.messages import Endpoint
@@ -72,7 +72,7 @@ _REQUESTS_KEEP_MS = 2 * 3600 * 1000
 META_SAFETY_S = 3600
 """The meta hash outlives retention by this much, in case no producer ever finishes it."""
 
-Record = Callable[[Any, str], None]
+Record = Callable[[Batch, str], None]
 """What an endpoint adds to a stream's record: called with the pipeline and the stream id."""
 
 
@@ -137,7 +137,7 @@ def check_model(model: str) -> None:
 
 
 def _record(
-    pipe: Any, state: EdgeState, gen: GenerationRequest, kind: str, owner: str | None
+    pipe: Batch, state: EdgeState, gen: GenerationRequest, kind: str, owner: str | None
 ) -> None:
     """The stream's record: its meta hash (and its safety EXPIRE) and its index entry."""
     keys, sid = state.keys, gen.stream_id
@@ -158,7 +158,7 @@ def _record(
     pipe.zadd(keys.active(), {sid: gen.created_ms})
 
 
-def _request(pipe: Any, state: EdgeState, gen: GenerationRequest) -> None:
+def _request(pipe: Batch, state: EdgeState, gen: GenerationRequest) -> None:
     """The generation request, on the stream's partition of the requests stream."""
     # The requests stream is a work queue, not a record: entries older than any stream can
     # run (the producer ends a stream at 1 h) are trimmed, so it stays bounded.
@@ -175,34 +175,38 @@ async def _publish(
 ) -> None:
     """Write the stream's record and publish its request: all of it or nothing (module
     docstring). Raises what Redis raised (``OutOfMemoryError``: the app answers 503)."""
-    redis = state.redis
-
-    def record(pipe: Any) -> None:
-        _record(pipe, state, gen, kind, owner)
-        if extra is not None:
-            extra(pipe, gen.stream_id)
-
+    link = state.hub.link
+    record = Batch(link.slot)
+    _record(record, state, gen, kind, owner)
+    if extra is not None:
+        extra(record, gen.stream_id)
     try:
-        if not isinstance(redis, aredis.RedisCluster):
-            tx = redis.pipeline(transaction=True)
-            record(tx)
-            _request(tx, state, gen)
-            await tx.execute()
+        if not link.cluster:
+            _request(record, state, gen)
+            raise_first_error(await _execute(link, record.transaction()))
             return
-        pipe = redis.pipeline(transaction=False)  # not MULTI: its keys span slots
-        record(pipe)
         try:
-            for result in await pipe.execute(raise_on_error=False):
-                if isinstance(result, Exception):
-                    raise result
-            publish = redis.pipeline(transaction=False)
+            raise_first_error(await _execute(link, record.groups()))
+            publish = Batch(link.slot)
             _request(publish, state, gen)
-            await publish.execute()
+            raise_first_error(await _execute(link, publish.groups()))
         except BaseException:
             await _unrecord(state, gen.stream_id)
             raise
     except (RedisConnectionError, RedisTimeoutError, OSError) as e:
         raise redis_unavailable() from e
+
+
+async def _execute(link: Link, groups: list[Group]) -> list[Any]:
+    """``link.execute(groups)``, once more on a broken connection: a pooled connection that
+    died with a Redis restart fails the first use, and the second takes a fresh one (as
+    redis-py's own retry does). Running the commands twice is harmless: the record is
+    idempotent, and a request published twice is answered once (the producer acknowledges a
+    stream it runs or has finished)."""
+    try:
+        return await link.execute(groups)
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        return await link.execute(groups)
 
 
 async def _unrecord(state: EdgeState, sid: str) -> None:
