@@ -22,11 +22,11 @@ declare -A MODULES=(
   [services/edge/reader.py]="tests/unit/services/test_edge_reader_gaps.py tests/unit/streams tests/integration/edge/test_edge_resume.py tests/integration/edge/test_promise_timing.py"
   [services/edge/hub.py]="tests/integration/edge/test_edge_hub.py tests/integration/edge/test_promise_settings.py"
   [services/producer/writer.py]="tests/integration/producer/test_producer_writer.py"
-  [services/producer/records.py]="tests/integration/producer/test_producer_records.py"
+  [services/producer/records.py]="tests/integration/producer/test_mutation_records.py tests/integration/producer/test_producer_records.py"
   [services/metrics/tracker.py]="tests/unit/timeseries/test_ts_stream_tracker.py tests/unit/timeseries/test_promise_metric_values.py"
   [timeseries/store.py]="tests/unit/timeseries tests/integration/metrics/test_ts_endpoints.py"
-  [timeseries/query.py]="tests/unit/timeseries tests/integration/metrics/test_ts_endpoints.py"
-  [latency_profiles/manager.py]="tests/unit/test_latency_profiles.py"
+  [timeseries/query.py]="tests/integration/metrics/test_mutation_query.py tests/unit/timeseries tests/integration/metrics/test_ts_endpoints.py"
+  [latency_profiles/manager.py]="tests/unit/test_mutation_latency_manager.py tests/unit/test_latency_profiles.py"
 )
 
 targets=("$@")
