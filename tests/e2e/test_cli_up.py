@@ -228,11 +228,11 @@ def test_up_refuses_layout1_data_in_one_line(tmp_path: Path, redis_url: str, syn
     """Data of the previous key layout: one line naming the fix, exit 1, nothing started."""
     sync_r.xadd(f"{key_prefix}:requests", {"r": "x"})  # a layout-1 name (Keys.layout1_markers)
     env = {**_env(key_prefix), "FAKEAI_REDIS_URL": redis_url}
-    t0 = time.monotonic()
     up = _cli(["up", "--port", "0", "--state-dir", str(tmp_path)], env)
     assert up.returncode == 1
-    assert time.monotonic() - t0 < 10
-    assert up.stderr.count("\n") == 1, up.stderr
+    assert up.stderr.count("\n") == 1, up.stderr  # not a line from a service either
     assert "key layout 1" in up.stderr
     assert "fakeai-streams migrate" in up.stderr
     assert "ready" not in up.stdout
+    # Nothing started, so nothing wrote to Redis: no layout mark, group or stream of a service.
+    assert list(sync_r.scan_iter(f"{key_prefix}*")) == [f"{key_prefix}:requests".encode()]

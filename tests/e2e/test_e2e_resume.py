@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import statistics
 import time
 from typing import Any
 
@@ -85,43 +87,57 @@ def test_server_side_disconnects_every_few_events(stack: Stack) -> None:
 
 
 def test_cancel_stops_generation(stack: Stack) -> None:
-    body = {**BODY, "max_tokens": 400, "ignore_eos": True}
+    tokens = 400  # 20 s at 50 ms
+    body = {**BODY, "max_tokens": tokens, "ignore_eos": True}
     with httpx.Client(base_url=stack.url, timeout=20) as c:
         events = []
-        start = time.monotonic()
+        logged = 0  # entries in the stream's log once the cancel was accepted
         with connect_sse(
-            c, "POST", "/v1/chat/completions", json=body, headers=timing(0, 20)
+            c, "POST", "/v1/chat/completions", json=body, headers=timing(0, 50)
         ) as source:
             sid = source.response.headers["x-stream-id"]
             for e in source.iter_sse():
                 events.append(e)
                 if len(events) == 3:
                     assert c.post(f"/v1/streams/{sid}/cancel").json()["status"] == "cancelling"
-        elapsed = time.monotonic() - start
+                    logged = c.get(f"/v1/streams/{sid}/info").json()["chunks"]
         info = c.get(f"/v1/streams/{sid}/info").json()
-    assert elapsed < 400 * 0.02 / 2  # far short of the full generation
+    # Far short of the full generation, counted in log entries rather than timed: fewer than a
+    # quarter of what was left went out after the cancel (~5 s of the stream: far more than
+    # load delays a cancel; ignored, all 400 tokens go out).
+    after = info["chunks"] - logged
+    assert after < (tokens - logged) / 4, (logged, after)
     assert events[-1].data == "[DONE]"
     assert json.loads(events[-2].data)["error"]["code"] == "cancelled"
     assert info["status"] == "cancelled"
 
 
 def test_replay_original_pace_matches_the_recording_and_fast_is_faster(stack: Stack) -> None:
-    """20 chunks recorded at 50 ms ITL replay in about 1 s at original pace."""
+    """20 chunks recorded at 50 ms ITL replay in about 1 s at original pace, in a burst fast.
+
+    Measured against the recording's own span (its first chunk to its terminal entry, as the
+    producer timed them), with margins a loaded machine does not use up: the replay waits for
+    absolute deadlines, so lateness does not add up, and medians of gaps shrug off a stall.
+    """
     body = {**BODY, "max_tokens": 20, "stream": False}
     with httpx.Client(base_url=stack.url, timeout=20) as c:
         resp = c.post("/v1/chat/completions", json={**body, "stream": True}, headers=timing(0, 50))
         sid = resp.headers["x-stream-id"]
-        timed = {}
+        timed: dict[str, float] = {}
+        gap: dict[str, float] = {}
         for pace in ("original", "fast"):
             start = time.monotonic()
             with connect_sse(c, "GET", f"/v1/streams/{sid}", params={"pace": pace}) as source:
-                n = sum(1 for e in source.iter_sse() if e.data)
-            timed[pace] = time.monotonic() - start
-            assert n >= 21
-    recorded = 19 * 0.05  # 20 tokens: 19 gaps of 50 ms after a TTFT of 0
-    assert timed["original"] >= recorded * 0.9
-    assert timed["original"] < recorded * 3
-    assert timed["fast"] < timed["original"] / 3
+                stamps = [time.monotonic() for e in source.iter_sse() if e.data]
+            timed[pace] = stamps[-1] - start
+            gap[pace] = statistics.median(b - a for a, b in itertools.pairwise(stamps))
+            assert len(stamps) >= 21
+        timings = c.get(f"/v1/streams/{sid}/info").json()["timings"]
+    recorded = timings["finished_at"] - timings["first_chunk_at"]  # ~19 gaps of 50 ms
+    # Original pace: never shorter than the recording, and nowhere near twice it.
+    assert recorded - 0.005 <= timed["original"] < 2 * recorded, (timed, recorded)
+    # Fast: no waits, so the events come in a burst, not one per recorded gap.
+    assert gap["fast"] < gap["original"] / 3, gap
 
 
 def test_edge_records_delivery_timing_and_client_disconnects(stack: Stack, store: Any) -> None:

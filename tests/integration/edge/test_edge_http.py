@@ -422,8 +422,10 @@ async def test_unknown_route_is_openai_shaped(edge: Edge) -> None:
 async def test_ttft_counts_from_the_first_bytes_of_the_request(edge: Edge, logw: LogWriter) -> None:
     """The arrival stamp is taken when the request starts to be parsed, not when the app runs.
 
-    The request line goes out, then the rest 0.4 s later: the stored ``accepted_at`` must be
-    the time of the first bytes (an app-level stamp would be >= 0.4 s later).
+    The request line goes out, then the rest 1 s later: the stored ``accepted_at`` must be the
+    time of the first bytes, before the rest was even sent (an app-level stamp comes after it).
+    An ordering, not a tolerance: the edge has a whole second to read the first bytes, and a
+    loaded machine that delays the client's second write only widens the gap.
     """
     host, port = edge.url.removeprefix("http://").split(":")
     body = json.dumps(CHAT).encode()
@@ -436,7 +438,8 @@ async def test_ttft_counts_from_the_first_bytes_of_the_request(edge: Edge, logw:
         first_bytes = time.time()
         writer.write(head)
         await writer.drain()
-        await asyncio.sleep(0.4)  # the stimulus: a slow client, not synchronization
+        await asyncio.sleep(1.0)  # the stimulus: a slow client, not synchronization
+        rest_sent = time.time()
         writer.write(rest)
         await writer.drain()
         req = await logw.take_request()
@@ -444,4 +447,4 @@ async def test_ttft_counts_from_the_first_bytes_of_the_request(edge: Edge, logw:
     finally:
         writer.close()
     assert status.startswith(b"HTTP/1.1 200"), status
-    assert first_bytes - 0.05 <= req.accepted_at < first_bytes + 0.2, req.accepted_at - first_bytes
+    assert first_bytes - 0.05 <= req.accepted_at < rest_sent, req.accepted_at - first_bytes
