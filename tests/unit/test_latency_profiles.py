@@ -198,13 +198,14 @@ def test_stream_counting_is_thread_safe(manager: LatencyProfileManager) -> None:
         ({"output_tokens": 1, "cached_tokens": -1}, "cached_tokens"),
         ({"output_tokens": 1, "ttft_ms": -1.0}, "ttft_ms"),
         ({"output_tokens": 1, "itl_ms": float("nan")}, "itl_ms"),
+        ({"output_tokens": 1, "itl_ms": float("inf")}, "itl_ms"),
         ({"output_tokens": 1, "current_load": -2}, "current_load"),
     ],
 )
 def test_bad_arguments_name_the_argument(
     manager: LatencyProfileManager, kwargs: dict[str, float], arg: str
 ) -> None:
-    with pytest.raises(ValueError, match=arg):
+    with pytest.raises(ValueError, match=rf"^{arg} must be "):  # the message starts with it
         manager.plan("gpt-4o", **kwargs)  # type: ignore[arg-type]
 
 

@@ -9,11 +9,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import msgspec
 
+from fakeai.services.producer.records import StreamRecords
 from fakeai.streams import PRODUCERS_GROUP, Keys, new_stream_id, partition_for
 from fakeai.streams.client import RedisClient
-from fakeai.streams.log import iter_entries
+from fakeai.streams.log import Link, iter_entries
 from fakeai.wire import GenerationRequest, encode
 
 PARTITIONS = 4
@@ -145,3 +147,44 @@ def chat_text(log: list[LogEntry]) -> str:
         for choice in e.json()["choices"]:
             parts.append(choice["delta"].get("content") or "")
     return "".join(parts)
+
+
+def stream_records(
+    keys: Keys,
+    link: Link,
+    *,
+    sid: str,
+    model: str,
+    created_ms: int,
+    msg_id: bytes = b"1-1",
+    retention_s: int = 60,
+    body: dict[str, Any] | None = None,
+) -> StreamRecords:
+    """The records of a chat stream ``sid`` read from request ``msg_id`` (no I/O)."""
+    req = GenerationRequest(
+        stream_id=sid,
+        endpoint="chat",
+        model=model,
+        created_ms=created_ms,
+        accepted_at=1_700_000_000.5,
+        body=body or {},
+    )
+    return StreamRecords(
+        request=req,
+        msg_id=msg_id,
+        request_key=keys.requests_for(sid, PARTITIONS),
+        keys=keys,
+        link=link,
+        firehose_partitions=PARTITIONS,
+        retention_s=retention_s,
+    )
+
+
+def commands(packed: bytes) -> list[list[bytes]]:
+    """The commands in ``packed``, decoded by hiredis's protocol reader."""
+    reader = hiredis.Reader()
+    reader.feed(packed)
+    out = []
+    while (command := reader.gets()) is not False:
+        out.append(command)
+    return out

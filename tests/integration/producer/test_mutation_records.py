@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import hiredis
 import msgspec
 import pytest
 import redis.asyncio as aredis
+from tests.integration.producer.producerkit import commands, stream_records
 
 from fakeai.services.producer import records as records_module
 from fakeai.services.producer.records import (
@@ -27,21 +27,10 @@ from fakeai.services.producer.records import (
 from fakeai.streams import PRODUCERS_GROUP, Keys
 from fakeai.streams.log import Kind, Link
 from fakeai.streams.meta import F
-from fakeai.wire import GenerationRequest
 
 SID = "chatcmpl-0123456789abcdef01234567"
 CREATED_MS = 1_700_000_000_123
 T_US = 1_700_000_002_345_678
-
-
-def _commands(packed: bytes) -> list[list[bytes]]:
-    """The commands in ``packed``, decoded by hiredis's protocol reader."""
-    reader = hiredis.Reader()
-    reader.feed(packed)
-    out = []
-    while (command := reader.gets()) is not False:
-        out.append(command)
-    return out
 
 
 def _hash(command: list[bytes]) -> dict[bytes, bytes]:
@@ -63,28 +52,20 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 def _records(keys: Keys, link: Link, retention_s: int = 60) -> StreamRecords:
-    req = GenerationRequest(
-        stream_id=SID,
-        endpoint="chat",
+    return stream_records(
+        keys,
+        link,
+        sid=SID,
         model="m",
         created_ms=CREATED_MS,
-        accepted_at=1_700_000_000.5,
-        body={},
-    )
-    return StreamRecords(
-        request=req,
         msg_id=b"1700000000000-7",
-        request_key=keys.requests_for(SID, 4),
-        keys=keys,
-        link=link,
-        firehose_partitions=4,
         retention_s=retention_s,
     )
 
 
 def _terminal_payload(packed: bytes) -> tuple[bytes, dict[str, Any]]:
     """The kind and decoded payload of the terminal entry (the first command of the item)."""
-    xadd = _commands(packed)[0]
+    xadd = commands(packed)[0]
     fields = dict(zip(xadd[3::2], xadd[4::2], strict=True))
     return fields[b"k"], msgspec.json.decode(fields[b"d"])
 
@@ -105,7 +86,7 @@ def test_every_item_declares_the_number_of_commands_it_packs(keys: Keys, link: L
         ack(link, rec.request_key, b"1-1"),
     ]
     for item in items:
-        assert item.n == len(_commands(item.packed)), item
+        assert item.n == len(commands(item.packed)), item
 
 
 async def test_every_item_carries_the_cluster_slot_of_its_keys(keys: Keys) -> None:
@@ -127,7 +108,7 @@ async def test_every_item_carries_the_cluster_slot_of_its_keys(keys: Keys) -> No
 def test_started_marks_the_stream_running_on_its_producer(
     keys: Keys, link: Link, fixed_clock: int
 ) -> None:
-    (command,) = _commands(_records(keys, link).started("producer-7").packed)
+    (command,) = commands(_records(keys, link).started("producer-7").packed)
     assert command[1] == keys.meta(SID).encode()
     assert _hash(command) == {
         F.STATUS.encode(): b"running",
@@ -149,7 +130,7 @@ def test_a_done_stream_writes_its_totals_to_meta_and_its_done_payload(
         "completion_tokens": 5,
         "prompt_tokens": 11,
     }
-    meta = _hash(_commands(final.cmds.packed)[1])
+    meta = _hash(commands(final.cmds.packed)[1])
     assert meta == {
         F.STATUS.encode(): b"done",
         F.FINISHED_AT.encode(): repr(fixed_clock / 1e6).encode(),
@@ -195,7 +176,7 @@ def test_an_error_ends_with_its_openai_error_body_and_meta(
     final = _records(keys, link).terminal(2, 1, outcome)
     kind, payload = _terminal_payload(final.cmds.packed)
     assert (kind, payload) == (Kind.ERROR, {"error": error})
-    meta = _hash(_commands(final.cmds.packed)[1])
+    meta = _hash(commands(final.cmds.packed)[1])
     assert meta[F.STATUS.encode()] == status
     assert meta[F.FINISH_REASON.encode()] == b""  # no finish reason: an empty field
     assert meta[F.ERROR_CODE.encode()] == outcome.error_code.encode()  # type: ignore[union-attr]
@@ -211,7 +192,7 @@ def test_retention_expires_log_and_meta_or_keeps_them_forever(
 ) -> None:
     """Any retention above 0 seconds expires both keys after it; 0 keeps them forever."""
     final = _records(keys, link, retention_s).terminal(1, 0, Outcome())
-    tail = _commands(final.cmds.packed)[2:]
+    tail = commands(final.cmds.packed)[2:]
     chunks, meta = keys.chunks(SID).encode(), keys.meta(SID).encode()
     assert tail == [
         [expected[0], chunks, *expected[1:]],
@@ -223,7 +204,7 @@ def test_a_parked_request_leaves_its_record_in_the_dead_letter_stream(
     keys: Keys, link: Link
 ) -> None:
     rec = _records(keys, link)
-    (command,) = _commands(rec.parked("delivered 3 times").packed)
+    (command,) = commands(rec.parked("delivered 3 times").packed)
     assert command == [
         b"XADD",
         keys.deadletter().encode(),
@@ -246,5 +227,5 @@ def test_a_parked_request_leaves_its_record_in_the_dead_letter_stream(
 def test_the_request_is_acked_in_the_producers_group(keys: Keys, link: Link) -> None:
     rec = _records(keys, link)
     expected = [[b"XACK", rec.request_key.encode(), PRODUCERS_GROUP.encode(), rec.msg_id]]
-    assert _commands(rec.ack().packed) == expected
-    assert _commands(rec.terminal(1, 0, Outcome()).after.packed) == expected
+    assert commands(rec.ack().packed) == expected
+    assert commands(rec.terminal(1, 0, Outcome()).after.packed) == expected

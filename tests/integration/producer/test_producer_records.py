@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 
-import hiredis
 import msgspec
 import pytest
 import redis.asyncio as aredis
 from tests.conftest import BOTH
+from tests.integration.producer.producerkit import commands, stream_records
 
 from fakeai.services.producer import records as records_module
 from fakeai.services.producer.firehose import Firehose, FirehoseBatch, FirehoseTrims
@@ -24,7 +24,6 @@ from fakeai.streams.meta import F
 from fakeai.wire import (
     FirehoseItem,
     FirehoseStream,
-    GenerationRequest,
     decode_firehose_batch,
     encode,
 )
@@ -39,33 +38,7 @@ CREATED_MS = 1_700_000_000_123
 def _records(
     keys: Keys, link: Link, sid: str = "chatcmpl-00ff00ff00ff00ff00ff00ff"
 ) -> StreamRecords:
-    req = GenerationRequest(
-        stream_id=sid,
-        endpoint="chat",
-        model=MODEL,
-        created_ms=CREATED_MS,
-        accepted_at=1_700_000_000.5,
-        body={},
-    )
-    return StreamRecords(
-        request=req,
-        msg_id=b"1-1",
-        request_key=keys.requests_for(sid, 4),
-        keys=keys,
-        link=link,
-        firehose_partitions=4,
-        retention_s=60,
-    )
-
-
-def _commands(packed: bytes) -> list[list[bytes]]:
-    """The commands in ``packed``, decoded by hiredis's protocol reader."""
-    reader = hiredis.Reader()
-    reader.feed(packed)
-    out = []
-    while (command := reader.gets()) is not False:
-        out.append(command)
-    return out
+    return stream_records(keys, link, sid=sid, model=MODEL, created_ms=CREATED_MS)
 
 
 def _group(rec: StreamRecords, *items: FirehoseItem) -> FirehoseStream:
@@ -100,7 +73,7 @@ def test_data_entries_carry_the_log_entry_and_the_msgspec_firehose_event(
             expected.append(
                 [b"HSET", keys.meta(sid).encode(), F.FIRST_CHUNK_AT.encode(), b"%r" % (t_us / 1e6)]
             )
-        assert _commands(item.packed) == expected
+        assert commands(item.packed) == expected
         assert item.n == len(expected)
         assert item.stream.key == keys.events_for(sid, 4).encode()
         event = FirehoseItem(
@@ -119,15 +92,11 @@ def test_the_terminal_event_carries_the_request_stats_as_msgspec_writes_them(
     (the records' making, once ``started``), prompt tokens, ``n`` and ``max_tokens``."""
     times = iter([1_700_000_000_600_000, 1_700_000_002_000_000])
     monkeypatch.setattr(records_module, "now_us", lambda: next(times))
-    req = GenerationRequest(
-        stream_id="chatcmpl-ab", endpoint="chat", model=MODEL, created_ms=CREATED_MS,
-        accepted_at=1_700_000_000.5, body={"n": 2, "max_completion_tokens": 9, "max_tokens": 5},
-    )  # fmt: skip
-    rec = StreamRecords(
-        request=req, msg_id=b"1-1", request_key=keys.requests_for(req.stream_id, 4), keys=keys,
-        link=link, firehose_partitions=4, retention_s=60,
-    )  # fmt: skip
-    started = _commands(rec.started("p1").packed)[0]
+    body = {"n": 2, "max_completion_tokens": 9, "max_tokens": 5}
+    rec = stream_records(
+        keys, link, sid="chatcmpl-ab", model=MODEL, created_ms=CREATED_MS, body=body
+    )
+    started = commands(rec.started("p1").packed)[0]
     assert started[started.index(F.STARTED_AT.encode()) + 1] == b"%r" % 1_700_000_000.6
     final = rec.terminal(
         3, 2, Outcome(error_code="cancelled", completion_tokens=2, prompt_tokens=7)
@@ -162,17 +131,17 @@ def test_terminal_item_ends_the_stream_and_acks_behind_the_firehose(keys: Keys, 
     rec = _records(keys, link)
     sid = rec.request.stream_id
     final = rec.terminal(4, 3, Outcome(finish_reason="stop", completion_tokens=3))
-    names = [(c[0], c[1]) for c in _commands(final.cmds.packed)]
+    names = [(c[0], c[1]) for c in commands(final.cmds.packed)]
     chunks, meta = keys.chunks(sid).encode(), keys.meta(sid).encode()
     assert names == [(b"XADD", chunks), (b"HSET", meta), (b"EXPIRE", chunks), (b"EXPIRE", meta)]
     assert final.cmds.n == 4
-    assert _commands(final.active.packed) == [[b"ZREM", keys.active().encode(), sid.encode()]]
-    assert _commands(final.after.packed) == [
+    assert commands(final.active.packed) == [[b"ZREM", keys.active().encode(), sid.encode()]]
+    assert commands(final.after.packed) == [
         [b"XACK", rec.request_key.encode(), PRODUCERS_GROUP.encode(), b"1-1"]
     ]
     forever = _records(keys, link)
     forever.retention_s = 0
-    persisted = _commands(forever.terminal(1, 0, Outcome(error_code="cancelled")).cmds.packed)
+    persisted = commands(forever.terminal(1, 0, Outcome(error_code="cancelled")).cmds.packed)
     assert [c[0] for c in persisted[2:]] == [b"PERSIST", b"PERSIST"]
 
 
@@ -203,11 +172,11 @@ def test_one_batch_entry_per_partition_groups_events_by_stream(keys: Keys, link:
     groups = firehose.groups(batch, t_us=10_000_000_000)
     partitions = {rec.entry(1, Kind.CHUNK, b"{}", 1).stream.key for rec in (a, b)}
     assert len(groups) == len(partitions)
-    commands = [c for _, packed, _ in groups for c in _commands(packed)]
-    assert sum(n for _, _, n in groups) == len(commands) == 2 * len(partitions)  # + one trim each
-    xadds = [c for c in commands if c[0] == b"XADD"]
+    sent = [c for _, packed, _ in groups for c in commands(packed)]
+    assert sum(n for _, _, n in groups) == len(sent) == 2 * len(partitions)  # + one trim each
+    xadds = [c for c in sent if c[0] == b"XADD"]
     assert {c[1] for c in xadds} == partitions
-    assert {c[1] for c in commands if c[0] == b"XTRIM"} == partitions
+    assert {c[1] for c in sent if c[0] == b"XTRIM"} == partitions
     by_sid = {
         g.stream_id: [e.seq for e in g.events] for c in xadds for g in decode_firehose_batch(c[4])
     }

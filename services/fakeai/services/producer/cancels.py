@@ -1,10 +1,9 @@
 """The cancel listener: every producer reads ``Keys.cancels()`` (no group) and stops its streams.
 
 Each producer sees every cancel signal and acts on those whose stream runs here, and remembers
-the others for a while (``Producer._on_cancel`` in :mod:`.service`):
-a request read after its signal is cancelled at once. A cancel written before the producer
-listened is caught by the ``cancel_requested`` meta field, which the stream checks when it
-starts.
+the others for a while (``Producer._on_cancel`` in :mod:`.service`): a request read after its
+signal is cancelled at once. A cancel written before the producer listened is caught by the
+``cancel_requested`` meta field, which the stream checks when it starts.
 
 The listener blocks on a dedicated connection to the node that holds the key
 (:meth:`fakeai.streams.log.Link.reader`, a single server or a cluster alike), so a cancelled

@@ -31,6 +31,7 @@ from fakeai.services.producer.items import Cmds, Final, Logged
 from fakeai.streams import PRODUCERS_GROUP, Keys, entry_id
 from fakeai.streams.log import Kind, Link, pack_command, pack_entry
 from fakeai.streams.log import firehose as wire
+from fakeai.streams.log.batch import arg
 from fakeai.streams.meta import F
 from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, GenerationRequest, encode
 from fakeai.wire.messages import RequestStats
@@ -88,15 +89,6 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _arg(value: str | int | float) -> bytes:
-    """A hash value as redis-py would encode it (floats with ``repr``)."""
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    return b"%d" % value
-
-
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -116,7 +108,7 @@ def request_params(body: Mapping[str, Any]) -> tuple[int, int | None]:
 def _hset(key: bytes, mapping: Mapping[str, str | int | float]) -> bytes:
     args = [b"HSET", key]
     for name, value in mapping.items():
-        args += (name.encode(), _arg(value))
+        args += (name.encode(), arg(value))
     return pack_command(*args)
 
 

@@ -21,12 +21,12 @@ from redis.exceptions import ResponseError
 from fakeai.streams.log.entry import pack_command
 from fakeai.streams.log.link import Group
 
-__all__ = ["Batch", "raise_first_error"]
+__all__ = ["Batch", "arg", "raise_first_error"]
 
 Value = str | bytes | int | float
 
 
-def _arg(value: Value) -> bytes:
+def arg(value: Value) -> bytes:
     """An argument as redis-py encodes it: str as UTF-8, floats with ``repr``."""
     if isinstance(value, bytes):
         return value
@@ -50,7 +50,7 @@ class Batch:
         return len(self._commands)
 
     def _add(self, key: str | bytes, *args: Value) -> None:
-        self._commands.append((self._slot(key), pack_command(*map(_arg, args))))
+        self._commands.append((self._slot(key), pack_command(*map(arg, args))))
 
     def hset(self, key: str, mapping: Mapping[str, Value]) -> None:
         args: list[Value] = [b"HSET", key]
