@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHAOS_ROUNDS ?= 3
@@ -25,8 +26,8 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 run: $(STAMP) ## Start everything (embedded Redis, producer, metrics, edge); HOST=, PORT= to move it
 	$(BIN)/fakeai-streams up --host $(HOST) --port $(PORT)
 
-test: $(STAMP) ## Run the test suite against a real Redis it starts itself
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run the test suite against a real Redis it starts itself, in random order; TEST_WORKERS=2
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 fmt: $(STAMP) ## Format and auto-fix lint
 	$(BIN)/ruff format shared services tests
