@@ -1,6 +1,10 @@
 """Run real servers for tests: an ASGI app under real uvicorn on a free loopback port.
 
 ``httpx.ASGITransport`` buffers whole responses, so endless SSE needs a real server.
+
+Deadlines here are how long to wait for something that must happen, not how fast it must
+happen: a passing test returns as soon as it does. They are generous (15 s by default) so a
+test that gets little CPU on a loaded machine still passes.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from fakeai.embedded_redis import free_port
 
 T = TypeVar("T")
 
+WAIT_S = 15.0
+"""The default deadline of :func:`eventually` and :func:`wait_until`."""
+
 
 @contextlib.contextmanager
-def run_asgi(app: Any, *, timeout_s: float = 10.0, **config: Any) -> Iterator[str]:
+def run_asgi(app: Any, *, timeout_s: float = 30.0, **config: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread (its own event loop); yield its base URL."""
     port = free_port()
     cfg = uvicorn.Config(
@@ -47,7 +54,7 @@ def run_asgi(app: Any, *, timeout_s: float = 10.0, **config: Any) -> Iterator[st
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout_s: float = 5.0, interval_s: float = 0.01
+    check: Callable[[], Awaitable[T]], *, timeout_s: float = WAIT_S, interval_s: float = 0.01
 ) -> T:
     """Poll ``check`` until it returns a truthy value; fail with its last value at the deadline."""
     deadline = time.monotonic() + timeout_s
@@ -60,7 +67,7 @@ async def eventually(
     return last
 
 
-def wait_until(check: Callable[[], T], *, timeout_s: float = 5.0, interval_s: float = 0.01) -> T:
+def wait_until(check: Callable[[], T], *, timeout_s: float = WAIT_S, interval_s: float = 0.01) -> T:
     """Synchronous :func:`eventually`."""
     deadline = time.monotonic() + timeout_s
     last = check()

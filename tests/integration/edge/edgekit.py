@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
-from tests.support.servers import eventually
+from tests.support.servers import WAIT_S, eventually
 
 from fakeai.config import Settings
 from fakeai.services.edge.state import EdgeState
@@ -88,7 +88,7 @@ class LogWriter:
         )
         return sid
 
-    async def take_request(self, timeout_s: float = 5.0) -> GenerationRequest:
+    async def take_request(self, timeout_s: float = WAIT_S) -> GenerationRequest:
         """The next generation request the edge published on any request partition (and
         adopt its stream). Polls each partition: one read may not span slots on a cluster."""
 

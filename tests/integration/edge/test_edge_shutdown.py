@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import httpx
@@ -35,13 +34,10 @@ async def test_shutdown_ends_live_streams_with_a_resumable_error_event(
             c.stream("GET", f"/v1/streams/{sid}") as resp,
         ):
             seen = ""
-            started = 0.0
             async for text in resp.aiter_text():
                 seen += text
-                if ids[-1] in seen and not started:
-                    started = time.monotonic()
+                if ids[-1] in seen:
                     server.should_exit = True
-            elapsed = time.monotonic() - started
     finally:
         server.should_exit = True
         thread.join(15)
@@ -49,5 +45,4 @@ async def test_shutdown_ends_live_streams_with_a_resumable_error_event(
     assert [e.id for e in events] == [*ids, None, None]
     assert '"code":"edge_shutdown"' in (events[2].data or "")
     assert events[3].data == "[DONE]"
-    assert elapsed < 5
     assert not thread.is_alive()

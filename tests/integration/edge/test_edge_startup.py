@@ -62,7 +62,7 @@ async def test_an_edge_started_before_redis_serves_once_redis_answers(
                 async def ready() -> bool:
                     return (await c.get("/readyz")).status_code == 200
 
-                await eventually(ready, timeout_s=8, interval_s=0.05)
+                await eventually(ready, interval_s=0.05)
                 assert (await c.get("/v1/streams")).json() == {"object": "list", "data": []}
                 assert edge.state.hub.readers == 0
 
@@ -93,6 +93,6 @@ async def _expect_layout_mismatch(edge: Edge, key_prefix: str) -> None:
             err: dict[str, object] = (await c.get("/v1/streams")).json()["error"]
             return err if err["code"] == "layout_mismatch" else None
 
-        err = await eventually(refused, timeout_s=8, interval_s=0.05)
+        err = await eventually(refused, interval_s=0.05)
         assert "migrate" in str(err["message"])
         assert key_prefix in str(err["message"])

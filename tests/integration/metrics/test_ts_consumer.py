@@ -474,14 +474,14 @@ async def test_consumer_survives_a_redis_restart_and_recreates_its_group(
         task = asyncio.create_task(c.run(stop))
         await eventually(lambda: _groups_exist(r, keys))
         await publish(r, keys, PARTS, events(0))
-        await eventually(lambda: _has_requests(r, keys, 5), timeout_s=5)
+        await eventually(lambda: _has_requests(r, keys, 5))
 
         server.stop()  # no persistence: the restarted server is empty
         server.start()
-        await eventually(lambda: _reachable_groups(r, keys), timeout_s=5)  # the consumer's
+        await eventually(lambda: _reachable_groups(r, keys))  # the consumer's
         assert not task.done()
         await publish(r, keys, PARTS, events(5))
-        await eventually(lambda: _has_requests(r, keys, 5), timeout_s=5)
+        await eventually(lambda: _has_requests(r, keys, 5))
         stop.set()
         await asyncio.wait_for(task, 5)
         await r.aclose()
@@ -533,7 +533,7 @@ async def test_counts_exact_across_a_master_failover(
     try:
         await eventually(lambda: _groups_exist(r, keys))
         await publish(r, keys, PARTS, events(0, 100), batched=True)
-        await eventually(lambda: _total(r, keys, 100), timeout_s=5)
+        await eventually(lambda: _total(r, keys, 100))
 
         node = r.get_node_from_key(keys.counters("m0"))
         assert node is not None

@@ -186,7 +186,7 @@ async def test_stream_running_past_max_stream_s_ends_with_timeout(
     req = chat_request(max_tokens=100, ttft_ms=0, itl_ms=100, stream=stream)  # 10 s
     async with start_producer(settings):
         await publish(rc, keys, req)
-        log = await eventually(lambda: finished_log(rc, keys, req.stream_id), timeout_s=8)
+        log = await eventually(lambda: finished_log(rc, keys, req.stream_id))
         await eventually(lambda: acked(rc, keys))
     assert log[-1].kind == "e"
     error = decode_error(log[-1].data).error

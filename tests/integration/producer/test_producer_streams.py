@@ -301,7 +301,7 @@ async def test_cancel_listener_reconnects_after_its_connection_is_killed(
         await publish(rc, keys, req)
         await eventually(lambda: _has_chunks(rc, keys, req.stream_id, 3))
         await cancel(rc, keys, req.stream_id)
-        log = await eventually(lambda: finished_log(rc, keys, req.stream_id), timeout_s=5)
+        log = await eventually(lambda: finished_log(rc, keys, req.stream_id))
     assert decode_error(log[-1].data).error.code == "cancelled"
 
 
@@ -331,7 +331,7 @@ async def test_requests_published_before_the_producer_starts_are_served_at_once(
         await publish(rc, keys, req)
     async with start_producer(reclaim_idle_s=30.0):
         for req in reqs:
-            assert await eventually(lambda r=req: finished_log(rc, keys, r.stream_id), timeout_s=5)
+            assert await eventually(lambda r=req: finished_log(rc, keys, r.stream_id))
 
 
 async def test_cancel_signal_seen_before_the_request_cancels_it(

@@ -267,7 +267,7 @@ async def test_break_without_aclose_is_finalized() -> None:
     async def finished() -> bool:
         return manager.get_stream_status("e3") is StreamStatus.CANCELLED
 
-    await eventually(finished, timeout_s=2.0)
+    await eventually(finished)
     assert manager.get_active_stream_count() == 0
 
 
@@ -299,7 +299,7 @@ async def test_retention_window_then_forgotten() -> None:
     async def forgotten() -> bool:
         return manager.get_stream_status("r1") is None
 
-    await eventually(forgotten, timeout_s=2.0)
+    await eventually(forgotten)
     assert manager.get_stream_metrics("r1") is None
     assert not manager._streams
     assert not manager._expiry
