@@ -13,6 +13,13 @@ at most ~1,000 timer wake-ups per second, not one timer created, armed and fired
 The resolution does not change under uvloop, whose timers and clock count whole milliseconds
 anyway (a deadline rounded to the nearest millisecond wakes when the loop's own timer would);
 on the default loop a wake-up can come up to half a millisecond before its deadline.
+
+A coarser tick (:func:`set_tick_ms`, the producer's ``FAKEAI_PRODUCER_TICK_MS``) wakes
+waiters only on multiples of ``tick_ms`` milliseconds of the loop's clock: a deadline waits
+for the first multiple at or after it, so a token is never early and at most one tick late.
+Every stream's tokens due within one tick then wake together, and what they write goes out in
+one batch: fewer wake-ups of the producer, Redis and the edge per chunk, for a jitter of up to
+one tick.
 """
 
 from __future__ import annotations
@@ -27,7 +34,15 @@ from collections.abc import Awaitable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["LatencyModel", "Ticker", "TimingPlan", "sleep_until", "ticker", "wait_until"]
+__all__ = [
+    "LatencyModel",
+    "Ticker",
+    "TimingPlan",
+    "set_tick_ms",
+    "sleep_until",
+    "ticker",
+    "wait_until",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +108,18 @@ class Ticker:
     """Wakes the waiters of one event loop in millisecond buckets with a single loop timer.
 
     :meth:`wait` returns a future resolved when the deadline's bucket (the deadline rounded to
-    the nearest millisecond) is due, or :data:`READY` if the deadline has passed. Cancelling the
-    future (a cancelled task) is all it takes to leave: the bucket skips done futures.
+    the nearest millisecond; with :attr:`tick_ms` > 1, the first multiple of ``tick_ms`` at or
+    after it) is due, or :data:`READY` if the deadline has passed. Cancelling the future (a
+    cancelled task) is all it takes to leave: the bucket skips done futures.
     """
 
-    __slots__ = ("_armed", "_buckets", "_handle", "_heap", "_loop")
+    __slots__ = ("_armed", "_buckets", "_handle", "_heap", "_loop", "tick_ms")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick_ms: int = 1) -> None:
+        if tick_ms < 1:
+            raise ValueError(f"tick_ms must be >= 1, got {tick_ms}")
+        self.tick_ms = tick_ms
+        """Wake-ups fall on multiples of this many milliseconds of the loop's clock."""
         self._loop = loop
         self._buckets: dict[int, list[asyncio.Future[None]]] = {}
         self._heap: list[int] = []
@@ -117,7 +137,13 @@ class Ticker:
         loop = self._loop
         if deadline <= loop.time():
             return READY
-        tick = round(deadline * 1000.0)
+        step = self.tick_ms
+        # (a hair below a multiple, so float error never moves a deadline on it a tick later)
+        tick = (
+            round(deadline * 1000.0)
+            if step == 1
+            else math.ceil(deadline * 1000.0 / step - 1e-6) * step
+        )
         fut: asyncio.Future[None] = loop.create_future()
         bucket = self._buckets.get(tick)
         if bucket is not None:
@@ -168,6 +194,14 @@ def ticker(loop: asyncio.AbstractEventLoop | None = None) -> Ticker:
     if t is None or t._loop is not loop:
         t = _local.ticker = Ticker(loop)
     return t
+
+
+def set_tick_ms(tick_ms: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Wake the waiters of ``loop`` (default: the running loop) on multiples of ``tick_ms``
+    milliseconds from now on (1, the default, is the nearest millisecond)."""
+    if tick_ms < 1:
+        raise ValueError(f"tick_ms must be >= 1, got {tick_ms}")
+    ticker(loop).tick_ms = tick_ms
 
 
 def wait_until(deadline: float) -> Awaitable[None]:

@@ -92,6 +92,10 @@ class Settings(BaseModel):
     firehose_retention_s: int = Field(3600, ge=1)
     producer_batch: int = Field(64, ge=1, le=10_000)
     """Requests read per XREADGROUP by a producer."""
+    producer_tick_ms: int = Field(1, ge=1, le=50)
+    """A producer wakes its streams on multiples of this many milliseconds: a token leaves at
+    the first tick at or after its deadline (never early, at most one tick late), and the
+    tokens of every stream due in one tick go to Redis in one batch."""
     max_streams_per_producer: int = Field(5000, ge=1)
     latency_simulation: bool = True
     """False serves every request as fast as possible (like X-FakeAI-TTFT-Ms: 0, ITL 0)."""

@@ -182,6 +182,39 @@ async def test_latency_simulation_off_streams_at_once(
     assert waits == []
 
 
+async def test_a_coarse_tick_wakes_paced_streams_together_on_its_multiples(
+    rc: RedisClient,
+    keys: Keys,
+    start_producer: StartProducer,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FAKEAI_PRODUCER_TICK_MS 25 with tokens 5 ms apart: every wake-up falls on a multiple of
+    25 ms of the loop's clock, about five tokens to a wake-up, and the stream is whole."""
+    buckets: set[int] = set()
+    wait = Ticker.wait
+
+    def recorded(ticker: Ticker, deadline: float) -> Awaitable[None]:
+        fut = wait(ticker, deadline)
+        buckets.update(ticker._buckets)
+        return fut
+
+    monkeypatch.setattr(Ticker, "wait", recorded)
+    tokens = 60
+    req = chat_request(max_tokens=tokens, ttft_ms=0, itl_ms=5)
+    async with start_producer(make_settings(producer_tick_ms=25)):
+        await publish(rc, keys, req)
+        log = await eventually(lambda: finished_log(rc, keys, req.stream_id))
+    assert len(log) == tokens + 2
+    assert buckets
+    assert all(b % 25 == 0 for b in buckets), sorted(buckets)
+    assert len(buckets) <= tokens * 5 / 25 + 2, sorted(buckets)
+    expected = build_chat_completion(
+        req.body, completion_id=req.stream_id, created=req.created_ms // 1000, seed=req.seed
+    )
+    assert chat_text(log) == expected["choices"][0]["message"]["content"]
+
+
 @BOTH
 async def test_cancel_mid_stream_ends_with_cancelled_entry_promptly(
     rc: RedisClient, keys: Keys, start_producer: StartProducer

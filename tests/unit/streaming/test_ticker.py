@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from fakeai.timing import READY, Ticker, sleep_until, ticker, wait_until
+import pytest
+
+from fakeai.timing import READY, Ticker, set_tick_ms, sleep_until, ticker, wait_until
 
 EARLY = 0.005
 
@@ -74,3 +76,35 @@ async def test_cancelled_waiter_does_not_disturb_its_bucket() -> None:
     assert await keep == "woke"
     assert leave.cancelled()
     assert loop.time() >= deadline - EARLY
+
+
+async def test_a_coarse_tick_wakes_on_its_multiples_never_before_a_deadline() -> None:
+    """tick_ms 4: a deadline waits for the first multiple of 4 ms at or after it; deadlines in
+    one tick share its bucket; none wakes before its deadline or a tick after it."""
+    loop = asyncio.get_running_loop()
+    t = Ticker(loop, tick_ms=4)
+    base = (int(loop.time() * 1000) // 4 + 10) * 4  # a multiple of 4 ms, ~40 ms ahead
+    offsets_ms = [0.0, 0.3, 1.0, 3.9, 4.0, 4.1, 7.5]
+    futs = [t.wait((base + off) / 1000) for off in offsets_ms]
+    assert sorted(t._buckets) == [base, base + 4, base + 8]
+    assert [len(t._buckets[k]) for k in sorted(t._buckets)] == [1, 4, 2]
+    woke: list[float] = []
+    for fut in futs:
+        await fut
+        woke.append(loop.time() * 1000)
+    for off, at in zip(offsets_ms, woke, strict=True):
+        assert at >= base + off - 0.5  # never early (half a ms: the loop clock's rounding)
+
+
+async def test_set_tick_ms_sets_the_running_loops_ticker_and_refuses_zero() -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        set_tick_ms(3)
+        assert ticker(loop).tick_ms == 3
+        with pytest.raises(ValueError, match="tick_ms must be >= 1"):
+            set_tick_ms(0)
+        with pytest.raises(ValueError, match="tick_ms must be >= 1"):
+            Ticker(loop, tick_ms=0)
+    finally:
+        set_tick_ms(1)
+    assert ticker(loop).tick_ms == 1

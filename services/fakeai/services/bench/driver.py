@@ -26,6 +26,7 @@ __all__ = [
     "QUICK",
     "Driver",
     "Scale",
+    "core_projection",
     "cores_by_role",
     "cpu_note",
     "header",
@@ -44,7 +45,7 @@ class Scale:
 
     duration_s: float = 10.0
     s1: tuple[int, ...] = (1, 10, 100, 1000)
-    s2: tuple[int, ...] = (10, 100, 200, 300, 500, 1000)
+    s2: tuple[int, ...] = (10, 100, 200, 300, 500, 1000, 2000)
     s2_requests: int = 200
     """Requests per S2 level at least (TTFT percentiles need samples)."""
     s3: int = 100
@@ -295,6 +296,33 @@ def cpu_note(level: int, cpu: dict[str, float], res: dict[str, Any]) -> str:
         + (f" (machine {100 * busy:.0f} % busy, kernel included)" if busy is not None else "")
         + f": {verdict}."
     )
+
+
+def core_projection(
+    cpu: dict[str, float], res: dict[str, Any], streams: int, targets: tuple[int, ...]
+) -> list[str]:
+    """How many cores each role would need for ``targets`` concurrent streams, from one run at
+    ``streams``: its CPU seconds per delivered chunk by role times the chunks per second the
+    targets would make at the same rate per stream. One line per target, e.g.
+    ``10,000 streams (335,000 chunks/s): edge 4.5, producer 5.0, redis 2.3, metrics 1.3 cores``.
+
+    The rate per stream is the run's (its profile's ITL at the load it ran); the cost per chunk
+    is taken as constant, which holds while each process has a core of its own (no CPU
+    contention) and nothing is shared beyond Redis."""
+    chunks = res["chunks"]
+    if not chunks or not streams:
+        return []
+    per_stream = chunks / res["wall_s"] / streams
+    lines = []
+    for n in targets:
+        rate = per_stream * n
+        roles = ", ".join(
+            f"{role} {s / chunks * rate:.1f}"
+            for role, s in sorted(cpu.items(), key=lambda kv: -kv[1])
+        )
+        total = sum(cpu.values()) / chunks * rate
+        lines.append(f"{n:,} streams ({rate:,.0f} chunks/s): {roles}; {total:.1f} cores in all")
+    return lines
 
 
 def header(command: str) -> list[str]:

@@ -42,6 +42,7 @@ from fakeai.services.bench.driver import (
     QUICK,
     Driver,
     Scale,
+    core_projection,
     cores_by_role,
     header,
     measure_run,
@@ -101,6 +102,7 @@ class Scenarios(Driver):
         producers = max(1, len(stack.pids("producer")))
         meter = stack_meter(stack)
         rows, first_off, where = [], None, ""
+        runs: list[tuple[int, dict[str, float], dict[str, Any], bool]] = []
         try:
             for c in self.scale.s2:
                 n = max(self.scale.s2_requests, 3 * c)
@@ -137,8 +139,14 @@ class Scenarios(Driver):
                 )
                 heads = res["headers_ms"]
                 row.append(f"{heads['p50'] or 0:.1f} / {heads['p99'] or 0:.1f}")
+                chunks = max(1, res["chunks"])
+                client_s = (res.get("client_cpu_util") or 0.0) * res["wall_s"]
+                row.append(
+                    f"{1e6 * sum(cpu.values()) / chunks:.1f} / {1e6 * client_s / chunks:.1f}"
+                )
                 row.append(cores_by_role(cpu, res))
                 row.append("**no**" if missed else "yes")
+                runs.append((c, cpu, res, not missed))
                 if missed and first_off is None:
                     first_off = c
                     ttft50 = statistics.median(exp_ttft)
@@ -195,6 +203,7 @@ class Scenarios(Driver):
                     "ITL p99 obs / exp",
                     "server edge TTFT p50 / p99",
                     "client to headers p50 / p99",
+                    "µs CPU per chunk server / client",
                     "cores by role",
                     "match",
                 ],
@@ -202,6 +211,7 @@ class Scenarios(Driver):
             ),
             verdict,
             "",
+            *self._projection(runs),
             "What limits it: the cores. While the server and the client together use less than "
             "the machine's cores, chunks leave on their planned deadlines (the producer's "
             "timing error is ~1 ms p99, `python -m fakeai.services.bench.library`) and the "
@@ -211,6 +221,39 @@ class Scenarios(Driver):
             "token. The server's edge TTFT shows which side the delay is on: close to the "
             "profile's TTFT when the queueing happens before the request reaches the server "
             "(in the client or the kernel), larger when the server itself is late.",
+            "",
+        ]
+
+    PROJECT_TO = (10_000, 100_000)
+
+    def _projection(
+        self, runs: list[tuple[int, dict[str, float], dict[str, Any], bool]]
+    ) -> list[str]:
+        """The cores each role would need for :data:`PROJECT_TO` streams, from the largest
+        level that matched the profile (its per-chunk cost is not inflated by a full machine;
+        else the largest level)."""
+        if not runs:
+            return []
+        matched = [r for r in runs if r[3]]
+        level, cpu, res, ok = (matched or runs)[-1]
+        lines = core_projection(cpu, res, level, self.PROJECT_TO)
+        if not lines:
+            return []
+        per_chunk = ", ".join(
+            f"{role} {1e6 * v / res['chunks']:.1f}"
+            for role, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+        )
+        return [
+            f"Cores for more streams, projected from the {level}-stream row "
+            + ("(the largest that matched the profile)" if ok else "(none matched)")
+            + f": µs of CPU per delivered chunk by role {per_chunk}, times the chunks per second "
+            "that many streams make at that row's rate per stream (the profile's ITL at that "
+            "load). Each edge and producer process is one thread, and one Redis process "
+            "uses at most one core, so a role's cores are that many processes (for Redis, "
+            "masters of a cluster: S7); the cost per chunk is taken as constant, which holds "
+            "while no process shares its core.",
+            "",
+            *[f"- {line}" for line in lines],
             "",
         ]
 

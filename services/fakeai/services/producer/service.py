@@ -72,6 +72,7 @@ from fakeai.streaming import StreamManager
 from fakeai.streams import Keys
 from fakeai.streams.client import LayoutMismatch, RedisClient, check_layout, connect
 from fakeai.streams.log import Link
+from fakeai.timing import set_tick_ms
 from fakeai.wire import CancelSignal, decode_request
 
 __all__ = ["Producer", "connect_checked", "consumer_name", "main", "pool_size", "run"]
@@ -218,6 +219,7 @@ class Producer:
 
         The pool is opened first: the lease makes ``/readyz`` say ready, and the first
         requests should not open connections while their chunks fall due."""
+        set_tick_ms(self.settings.producer_tick_ms)
         backoff = Backoff()
         while True:
             try:
