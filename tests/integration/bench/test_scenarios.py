@@ -39,3 +39,15 @@ def test_unknown_scenario_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixt
         scenarios.main(["--out", str(tmp_path / "x.md"), "--only", "S1,S99"])
     assert exc.value.code == 2
     assert "--only: expected names from S1,S2,S3,S4,S5,S6,S7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("levels", ["0,5", "x", ","])
+def test_s2_levels_must_be_positive_integers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], levels: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        scenarios.main(["--out", str(tmp_path / "x.md"), "--only", "S2", "--s2-levels", levels])
+    assert exc.value.code == 2
+    assert f"--s2-levels: expected positive integers like 500,1000, got {levels!r}" in (
+        capsys.readouterr().err
+    )

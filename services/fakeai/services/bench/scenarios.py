@@ -613,6 +613,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="gpt-4o")
     parser.add_argument(
+        "--s2-levels",
+        default=None,
+        help="S2's concurrency levels, comma-separated (default 10,100,200,300,500,1000,2000)",
+    )
+    parser.add_argument(
         "--peer-venv",
         type=Path,
         default=Path.home() / ".cache" / "fakeai-streams" / "peer-venv",
@@ -625,6 +630,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--producer-workers and --edge-workers: must be >= 1")
     if bad or not chosen:
         parser.error(f"--only: expected names from {','.join(SCENARIOS)}, got {args.only!r}")
+    s2_levels: tuple[int, ...] | None = None
+    if args.s2_levels is not None:
+        try:
+            s2_levels = tuple(int(x) for x in args.s2_levels.split(",") if x.strip())
+        except ValueError:
+            s2_levels = ()
+        if not s2_levels or min(s2_levels) < 1:
+            parser.error(
+                f"--s2-levels: expected positive integers like 500,1000, got {args.s2_levels!r}"
+            )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     command = " ".join(["python -m fakeai.services.bench.scenarios", *sys.argv[1:]])
     with tempfile.TemporaryDirectory(prefix="fakeai-bench-") as tmp:
@@ -635,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.edge_workers),
         ]
         scale = QUICK if args.quick else Scale()
+        if s2_levels is not None:
+            scale = replace(scale, s2=s2_levels)
         driver = Scenarios(scale, Path(tmp), args.model, args.peer_venv, up_args)
         driver.lines = header(command)
         failed = 0
