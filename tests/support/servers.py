@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
 
 from fakeai.embedded_redis import free_port
@@ -51,6 +52,24 @@ def run_asgi(app: Any, *, timeout_s: float = 30.0, **config: Any) -> Iterator[st
         if thread.is_alive():
             server.force_exit = True
             thread.join(timeout_s)
+
+
+def wait_attached(base_url: str, *, producers: bool, timeout_s: float = WAIT_S) -> None:
+    """Wait until the edge at ``base_url`` serves with Redis attached: ``/readyz`` 200, or,
+    when no producer runs, a 503 whose code is not ``redis_unavailable``. An edge that cannot
+    reach Redis in time at start-up (a starved machine) starts anyway and answers 503 until
+    it can; a test waits for that, as a deployment's readiness probe would."""
+
+    def attached() -> bool:
+        try:
+            resp = httpx.get(f"{base_url}/readyz", timeout=5)
+        except httpx.HTTPError:
+            return False
+        if resp.status_code == 200:
+            return True
+        return not producers and resp.json()["error"]["code"] != "redis_unavailable"
+
+    wait_until(attached, timeout_s=timeout_s, interval_s=0.05)
 
 
 async def eventually(

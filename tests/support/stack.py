@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
-from tests.support.servers import run_asgi
+from tests.support.servers import run_asgi, wait_attached
 
 from fakeai.config import Settings
 from fakeai.services.edge import create_app
@@ -92,6 +92,7 @@ def run_stack(settings: Settings, *, producers: int = 1, metrics: bool = False) 
             t.start()
         app = create_app(settings)
         with run_asgi(app) as url:
+            wait_attached(url, producers=producers > 0)
             yield Stack(url, settings, app)
     finally:
         errors = []

@@ -32,14 +32,32 @@ async def open_pool(redis: RedisClient, connections: int) -> None:
     as many as it lacks. On a cluster the bound is per primary node (a command goes to the node
     of its keys, so a burst spreads over them): ``connections`` shared among the primaries.
 
-    Raises what connecting raises (Redis unreachable): the caller treats it as at start-up.
+    Every PING runs to its end, answered or failed, before this returns: none is left opening
+    a connection behind the caller's back (one that closes the client on an error would leak
+    it). The pool is an optimisation, so some PINGs failing (a starved machine past the connect
+    timeout, ``maxclients`` reached) is logged and the rest open on demand.
+
+    Raises what connecting raises when every PING failed (Redis unreachable): the caller
+    treats it as at start-up.
     """
     if connections < 1:
         return
     if isinstance(redis, aredis.RedisCluster):
         primaries = redis.get_primaries()
         each = math.ceil(connections / max(1, len(primaries)))
-        await asyncio.gather(*(redis.ping(target_nodes=primaries) for _ in range(each)))
+        pings = [redis.ping(target_nodes=primaries) for _ in range(each)]
     else:
-        await asyncio.gather(*(redis.ping() for _ in range(connections)))
-    logger.debug("opened the command pool (%d connections)", connections)
+        pings = [redis.ping() for _ in range(connections)]
+    results = await asyncio.gather(*pings, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if len(failed) == len(results):
+        raise failed[0]
+    if failed:
+        logger.warning(
+            "opened %d of %d pool connections (the first error: %s); the rest open on demand",
+            len(results) - len(failed),
+            len(results),
+            failed[0],
+        )
+    else:
+        logger.debug("opened the command pool (%d connections)", connections)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from tests.integration.edge.edgekit import Edge, LogWriter
-from tests.support.servers import run_asgi
+from tests.support.servers import run_asgi, wait_attached
 
 from fakeai.config import Settings
 from fakeai.services.edge import create_app
@@ -52,6 +52,8 @@ def start_edge(
         app = create_app(settings)
         http = StampingHttpToolsProtocol.with_head_timeout(settings.idle_timeout_s)
         with run_asgi(app, http=http) as url:
+            if "redis_url" not in overrides:  # the test's own Redis: it must be attached
+                wait_attached(url, producers=False)
             yield Edge(url, app)
 
     return start
