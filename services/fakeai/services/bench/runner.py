@@ -2,7 +2,7 @@
 
 One request is one :class:`~fakeai.services.bench.stats.Outcome`. Every wait is bounded: the
 whole request (resumes and the check replay included) runs under ``asyncio.timeout`` of
-``--timeout`` seconds, and aiohttp's connect and read timeouts are set to the same value.
+``--timeout`` seconds, and the transport's connect and read timeouts are set to the same value.
 
 With ``resume_every`` = K the worker reads ``X-Stream-Id``, closes the connection after K
 chunks, and reconnects with ``GET /v1/streams/{id}`` + ``Last-Event-ID`` (the id of the last
@@ -19,10 +19,16 @@ TTFT and ITL time the ``response.output_text.delta`` events; a resume is ``GET
 events are checked by ``sequence_number`` (0, 1, 2, ... across connections, no gap, no repeat);
 the check replay is ``GET /v1/responses/{id}?stream=true``.
 
-Transport: aiohttp. Measured against the project's edge (200-token streams, latency off,
-uvloop), the same reading loop cost 8.3-10.4 µs of client CPU per event with aiohttp and
-20-22 µs with httpx, whose ``aiter_raw`` yields once per HTTP chunk (one event) where
-aiohttp's ``iter_any`` yields everything already received.
+Transport: :mod:`fakeai.services.bench.http`, one keep-alive connection per worker (a new one
+after a drop), for every request: the streaming POST, the resumes and the check replay. Its
+protocol's ``data_received`` feeds the body straight to :func:`_reader` (the SSE parser and the
+per-event accounting) with one ``perf_counter`` per read: no stream reader, no coroutine resume
+per read. Measured 2026-12-03 against ``fakeai-streams up`` on the 2-vCPU project machine
+(shared with other work, load average 6-8), 3 runs each, alternating with the aiohttp
+transport this replaced: ``nice -n 5 fakeai-streams bench --url ... --duration 15
+--max-tokens 100 --json -c 300`` (gpt-4o profile, paced): 12.0-13.1 µs of client CPU per chunk
+(aiohttp: 22.8-29.5); the same with ``-c 100 --no-latency``: 9.7-11.3 µs (aiohttp: 13.7-19.7).
+Most of what is left per event is ``SSEParser.feed``, ``chunk_info`` and the event loop's read.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-import aiohttp
+import msgspec
 
+from fakeai.services.bench import http
 from fakeai.services.bench.config import BenchConfig
 from fakeai.services.bench.sse import (
     DONE,
@@ -57,6 +64,8 @@ _CONNECT_BACKOFF_S = 0.05
 not turn the run into a tight loop of refused connections."""
 
 _Ending = Literal["done", "dropped", "error", "eof"]
+_JSON = {"Content-Type": "application/json"}
+_encode_json = msgspec.json.Encoder().encode
 
 
 class _Stream:
@@ -76,26 +85,23 @@ class _Stream:
         self.decode: Callable[[bytes], ChunkInfo | EventInfo] = event_info if events else chunk_info
 
 
-async def _read(
-    resp: aiohttp.ClientResponse,
-    o: Outcome,
-    st: _Stream,
-    *,
-    drop_after: int | None,
-    reconnect_at: float | None,
-) -> _Ending:
-    """Consume one connection's events into ``o``; say how the connection ended."""
-    parser = SSEParser()
-    perf = time.perf_counter
+def _reader(
+    o: Outcome, st: _Stream, *, drop_after: int | None, reconnect_at: float | None
+) -> Callable[[bytes, float], _Ending | None]:
+    """The sink of one connection's body (:meth:`http.Response.stream`): it accounts the
+    events in ``o`` as their bytes arrive, ``now`` being the time of the read that brought
+    them, and says how the connection ends (None: read on)."""
+    feed = SSEParser().feed
     last_content: float | None = None
     seen = 0
-    decode, ids = st.decode, st.ids
-    async for data in resp.content.iter_any():
-        now = perf()
-        for ev in parser.feed(data):
+    decode, ids, events = st.decode, st.ids, st.events
+
+    def on_data(data: bytes, now: float) -> _Ending | None:
+        nonlocal last_content, seen, reconnect_at
+        for ev in feed(data):
             if ev.id is not None:
                 st.last_id = ev.id
-                if ids is not None and not st.events:
+                if ids is not None and not events:
                     ids.see(ev.id)
             if reconnect_at is not None:
                 # The first resumed event, even when it is only [DONE].
@@ -106,7 +112,8 @@ async def _read(
             o.chunks += 1
             seen += 1
             info = decode(ev.data)
-            if info.sequence is not None:
+            # ChunkInfo's sequence and end are properties (None, False): asked only of events.
+            if events and info.sequence is not None:
                 st.last_seq = info.sequence
                 if ids is not None:
                     ids.see_sequence(info.sequence)
@@ -124,17 +131,19 @@ async def _read(
                     st.parts.append(info.text)
             if info.completion_tokens is not None:
                 st.usage_tokens = info.completion_tokens
-            if info.end:
+            if events and info.end:
                 return "done"
             if drop_after is not None and seen >= drop_after:
                 return "dropped"
-    return "eof"
+        return None
+
+    return on_data
 
 
-async def _open_check(resp: aiohttp.ClientResponse, o: Outcome) -> bool:
+async def _open_check(resp: http.Response, o: Outcome) -> bool:
     """False (and ``o`` failed) unless the response is a 200 event stream."""
     if resp.status != 200:
-        body = (await resp.read())[:300].decode(errors="replace")
+        body = (await resp.read(300)).decode(errors="replace")
         o.fail("http_status", f"HTTP {resp.status}: {body}", status=resp.status)
         return False
     ctype = resp.headers.get("content-type", "")
@@ -145,12 +154,12 @@ async def _open_check(resp: aiohttp.ClientResponse, o: Outcome) -> bool:
 
 
 async def _replay(
-    session: aiohttp.ClientSession, cfg: BenchConfig, sid: str
+    client: http.Client, cfg: BenchConfig, sid: str
 ) -> tuple[str, list[bytes]] | None:
     """The whole stream's text and event ids (a response's: its sequence numbers, as
     :meth:`IdCheck.see_sequence` records them), replayed as fast as possible; None on
     failure."""
-    parser = SSEParser()
+    feed = SSEParser().feed
     parts: list[str] = []
     ids: list[bytes] = []
     decode: Callable[[bytes], ChunkInfo | EventInfo] = event_info if cfg.events else chunk_info
@@ -158,22 +167,28 @@ async def _replay(
         url, params = cfg.response_url(sid), {"stream": "true"}
     else:
         url, params = cfg.stream_url(sid), {"pace": "fast"}
-    async with session.get(url, params=params, headers=cfg.headers()) as resp:
-        if resp.status != 200:
-            return None
-        async for data in resp.content.iter_any():
-            for ev in parser.feed(data):
-                if ev.id is not None and not cfg.events:
-                    ids.append(ev.id)
-                if ev.data == DONE:
-                    return "".join(parts), ids
-                info = decode(ev.data)
-                if info.sequence is not None:  # a Responses API event
-                    ids.append(b"%d" % info.sequence)
-                parts.append(info.text)
-                if info.end:
-                    return "".join(parts), ids
-    return None
+
+    def on_data(data: bytes, now: float) -> Literal[True] | None:
+        for ev in feed(data):
+            if ev.id is not None and not cfg.events:
+                ids.append(ev.id)
+            if ev.data == DONE:
+                return True
+            info = decode(ev.data)
+            if info.sequence is not None:  # a Responses API event
+                ids.append(b"%d" % info.sequence)
+            parts.append(info.text)
+            if info.end:
+                return True
+        return None
+
+    resp = await client.request("GET", http.target(url, params), cfg.headers())
+    if resp.status != 200:
+        resp.drop()
+        return None
+    if await resp.stream(on_data) is None:
+        return None
+    return "".join(parts), ids
 
 
 def _resume_request(
@@ -191,7 +206,7 @@ def _resume_request(
     return cfg.stream_url(sid), {}, {**headers, "Last-Event-ID": st.last_id.decode()}
 
 
-async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> None:
+async def _one(client: http.Client, cfg: BenchConfig, o: Outcome) -> None:
     resume = cfg.resume_every
     st = _Stream(
         time.perf_counter(),
@@ -200,17 +215,18 @@ async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> 
         events=cfg.events,
     )
     headers = cfg.headers()
-    async with session.post(cfg.generate_url, json=cfg.body(), headers=headers) as resp:
-        o.headers = time.perf_counter() - st.t0
-        if not await _open_check(resp, o):
-            return
-        sid = resp.headers.get("x-stream-id")
-        if resume and not sid:
-            o.fail("resume_unsupported", "the response has no X-Stream-Id header")
-            return
-        ending = await _read(resp, o, st, drop_after=resume, reconnect_at=None)
-        if ending == "dropped":
-            resp.close()  # drop the connection itself, not only the response
+    body = _encode_json(cfg.body())
+    resp = await client.request("POST", http.target(cfg.generate_url), {**headers, **_JSON}, body)
+    o.headers = resp.at - st.t0
+    if not await _open_check(resp, o):
+        return
+    sid = resp.headers.get("x-stream-id")
+    if resume and not sid:
+        o.fail("resume_unsupported", "the response has no X-Stream-Id header")
+        return
+    ending = await resp.stream(_reader(o, st, drop_after=resume, reconnect_at=None)) or "eof"
+    if ending == "dropped":
+        resp.drop()  # drop the connection itself, not only the response
     while ending == "dropped":
         again = _resume_request(cfg, st, sid, headers) if sid is not None else None
         if again is None:
@@ -222,12 +238,13 @@ async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> 
         if cfg.resume_delay_ms:
             await asyncio.sleep(cfg.resume_delay_ms / 1000.0)  # the simulated time away
         reconnect_at = time.perf_counter()
-        async with session.get(url, params=query, headers=h) as resp:
-            if not await _open_check(resp, o):
-                return
-            ending = await _read(resp, o, st, drop_after=resume, reconnect_at=reconnect_at)
-            if ending == "dropped":
-                resp.close()
+        resp = await client.request("GET", http.target(url, query), h)
+        if not await _open_check(resp, o):
+            return
+        sink = _reader(o, st, drop_after=resume, reconnect_at=reconnect_at)
+        ending = await resp.stream(sink) or "eof"
+        if ending == "dropped":
+            resp.drop()
     if ending == "error":
         return
     if ending == "eof":
@@ -240,7 +257,7 @@ async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> 
     if st.ids is not None:
         o.gaps, o.duplicates = st.ids.gaps, st.ids.duplicates
     if st.parts is not None and sid:
-        replay = await _replay(session, cfg, sid)
+        replay = await _replay(client, cfg, sid)
         if replay is None:
             o.fail("integrity", "the check replay of the whole stream failed")
             return
@@ -258,22 +275,27 @@ async def _one(session: aiohttp.ClientSession, cfg: BenchConfig, o: Outcome) -> 
     o.ok = True
 
 
-async def _request(session: aiohttp.ClientSession, cfg: BenchConfig) -> Outcome:
+async def _request(client: http.Client, cfg: BenchConfig) -> Outcome:
     """One request; every exception becomes an error kind."""
     o = Outcome()
     try:
         async with asyncio.timeout(cfg.timeout_s):
-            await _one(session, cfg, o)
-    except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS
+            await _one(client, cfg, o)
+    except http.ConnectError as e:  # refused, unreachable, DNS
         o.fail("connect", f"{type(e).__name__}: {e}")
-    except TimeoutError as e:  # ours, or aiohttp's connect/read timeouts (subclasses)
+    except TimeoutError as e:  # ours, or the transport's connect/read timeouts (subclasses)
         o.fail("timeout", f"no end within {cfg.timeout_s:g}s after {o.chunks} chunks ({e!r})")
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
+    except http.PayloadError as e:
         # The server closed the connection mid-body (a truncated chunked response).
         o.fail("no_done", f"{type(e).__name__} after {o.chunks} chunks: {e}")
-    except aiohttp.ClientError as e:
+    except http.HTTPError as e:
         o.fail("other", f"{type(e).__name__}: {e}")
     return o
+
+
+def _client(cfg: BenchConfig) -> http.Client:
+    """A worker's connection: connect and read timeouts are the request's deadline."""
+    return http.Client(cfg.base, connect_timeout_s=cfg.timeout_s, read_timeout_s=cfg.timeout_s)
 
 
 def _cpu_s() -> float:
@@ -288,16 +310,16 @@ async def run_bench(
 
     ``progress(totals, elapsed_s)`` is called about four times a second while the run lasts.
     """
-    connector = aiohttp.TCPConnector(limit=2 * cfg.concurrency + 2, limit_per_host=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeout_s, sock_read=cfg.timeout_s)
     totals = Totals()
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=False
-    ) as session:
+    clients: list[http.Client] = []
+    try:
+        warm = _client(cfg)
+        clients.append(warm)
         for _ in range(cfg.warmup):
-            w = await _request(session, cfg)
+            w = await _request(warm, cfg)
             if not w.ok:
                 logger.warning("warm-up request failed: %s %s", w.error, w.detail)
+        warm.close()
         remaining = [cfg.requests] if cfg.requests is not None else None
         stop = asyncio.Event()
         t0 = time.perf_counter()
@@ -306,6 +328,8 @@ async def run_bench(
         in_flight = [0]
 
         async def worker(index: int) -> None:
+            client = _client(cfg)
+            clients.append(client)
             if cfg.ramp_s:
                 # A staggered start: closed-loop workers that all start at once send one burst
                 # of N requests, which is the load generator's shape, not a steady load.
@@ -322,7 +346,7 @@ async def run_bench(
                 in_flight[0] += 1
                 load = in_flight[0]
                 try:
-                    o = await _request(session, cfg)
+                    o = await _request(client, cfg)
                 finally:
                     in_flight[0] -= 1
                 o.in_flight = load
@@ -350,4 +374,7 @@ async def run_bench(
             cpu = _cpu_s() - cpu0
             stop.set()
             await tick
+    finally:
+        for c in clients:
+            c.close()
     return totals.result(wall_s=wall, cpu_s=cpu, config=cfg.describe())
