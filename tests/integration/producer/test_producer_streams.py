@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -213,6 +214,28 @@ async def test_a_coarse_tick_wakes_paced_streams_together_on_its_multiples(
         req.body, completion_id=req.stream_id, created=req.created_ms // 1000, seed=req.seed
     )
     assert chat_text(log) == expected["choices"][0]["message"]["content"]
+
+
+async def test_a_stream_that_completes_logs_at_debug_one_that_does_not_at_info(
+    rc: RedisClient,
+    keys: Keys,
+    start_producer: StartProducer,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hundreds of streams a second must not mean hundreds of INFO lines: a stream's start and
+    its completion are DEBUG; an end that is not a completion (here a cap refused) is INFO."""
+    fine = chat_request(max_tokens=3)
+    refused = chat_request(max_tokens=2000)  # beyond max_output_tokens
+    caplog.set_level(logging.INFO, logger="fakeai.services.producer")
+    async with start_producer(make_settings(max_output_tokens=1000)):
+        for req in (fine, refused):
+            await publish(rc, keys, req)
+        for req in (fine, refused):
+            await eventually(lambda r=req: finished_log(rc, keys, r.stream_id))
+    told = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [m for m in told if fine.stream_id in m], told
+    assert [m for m in told if refused.stream_id in m and "invalid_request" in m], told
 
 
 @BOTH

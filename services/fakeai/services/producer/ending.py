@@ -163,7 +163,10 @@ class Ending:
             logger.warning(
                 "stream %s: its end was written after %d retries", self.stream_id, backoff.failures
             )
-        logger.info(
+        # One line per stream is noise at hundreds of streams a second: the ones that did not
+        # complete are told at INFO, the rest at DEBUG.
+        logger.log(
+            logging.DEBUG if outcome.error_code is None else logging.INFO,
             "stream %s: %s (%d chunks, %s)",
             self.stream_id,
             outcome.status,

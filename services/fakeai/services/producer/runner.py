@@ -237,7 +237,7 @@ class StreamRun:
         if self.time_left() <= 0:
             return await self.ending.finish(seq + 1, seq, timeout(self.deps.settings))
         await self.deps.writer.put(self.records.started(self.deps.producer))
-        logger.info(
+        logger.debug(
             "stream %s: start (%s, model %s, resume after seq %d, delivery %d)",
             self.stream_id,
             self.request.endpoint,
