@@ -9,11 +9,15 @@ completion stream is resumed with ``GET /v1/streams/{id}`` + ``Last-Event-ID``, 
 
 from __future__ import annotations
 
-import uuid
+import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["DEFAULT_PROMPT", "ENDPOINTS", "MIN_OUTPUT_TOKENS", "BenchConfig", "Endpoint"]
+
+_nonce = random.Random().getrandbits
+"""Prompt nonces: unique, not secret, so a generator seeded once (a uuid4 per request reads
+the OS's random source, several us on this machine)."""
 
 Endpoint = Literal["chat", "completions", "responses"]
 ENDPOINTS: tuple[Endpoint, ...] = ("chat", "completions", "responses")
@@ -107,7 +111,7 @@ class BenchConfig:
         (``notes/perf-anchors.md`` §1a: FakeAI 0.3.2 scales TTFT by 1 - 0.8 x hit ratio);
         ``ignore_eos`` makes ``max_tokens`` the output length.
         """
-        prompt = f"{uuid.uuid4().hex} {self.prompt}"
+        prompt = f"{_nonce(128):032x} {self.prompt}"
         if self.events:
             return {
                 "model": self.model,
