@@ -9,7 +9,12 @@
 #
 # Usage: infra/scripts/mutation.sh [MODULE ...]   (default: every module of MODULES below)
 #   MODULE is a path under fakeai/, e.g. streams/positions.py; TESTS_<name> picks its tests.
-# Environment: MUTATION_DIR (default a temp dir, kept for `mutmut browse`), MUTATION_JOBS (1).
+# Environment: MUTATION_DIR (default a temp dir, kept for `mutmut browse`), MUTATION_JOBS (1),
+#   MUTATION_TIMEOUT_MULTIPLIER (mutmut's timeout_multiplier, default 15: a mutant's tests get
+#   (their clean time + 1 s) x this x 2 of CPU and half that of wall time; lower it for
+#   modules whose mutants often hang, each of which otherwise burns that whole budget, and
+#   re-run their timeouts by hand: beside other work a low one also times out mutants that
+#   pass; docs/TESTING.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,10 +26,10 @@ declare -A MODULES=(
   [timeseries/sketch.py]="tests/unit/timeseries"
   [services/edge/reader.py]="tests/unit/services/test_edge_reader_gaps.py tests/unit/streams tests/integration/edge/test_edge_resume.py tests/integration/edge/test_promise_timing.py"
   [services/edge/hub.py]="tests/integration/edge/test_edge_hub.py tests/integration/edge/test_promise_settings.py"
-  [services/producer/writer.py]="tests/integration/producer/test_producer_writer.py"
+  [services/producer/writer.py]="tests/integration/producer/test_mutation_writer.py tests/integration/producer/test_producer_writer.py"
   [services/producer/records.py]="tests/integration/producer/test_mutation_records.py tests/integration/producer/test_producer_records.py"
-  [services/metrics/tracker.py]="tests/unit/timeseries/test_ts_stream_tracker.py tests/unit/timeseries/test_promise_metric_values.py"
-  [timeseries/store.py]="tests/unit/timeseries tests/integration/metrics/test_ts_endpoints.py"
+  [services/metrics/tracker.py]="tests/unit/timeseries/test_mutation_tracker.py tests/unit/timeseries/test_ts_stream_tracker.py tests/unit/timeseries/test_promise_metric_values.py"
+  [timeseries/store.py]="tests/integration/metrics/test_mutation_store.py tests/unit/timeseries tests/integration/metrics/test_ts_endpoints.py"
   [timeseries/query.py]="tests/integration/metrics/test_mutation_query.py tests/unit/timeseries tests/integration/metrics/test_ts_endpoints.py"
   [latency_profiles/manager.py]="tests/unit/test_mutation_latency_manager.py tests/unit/test_latency_profiles.py"
 )
@@ -53,6 +58,7 @@ only_mutate = ["fakeai/$module"]
 also_copy = ["tests/"]
 pytest_add_cli_args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-x", "-q"]
 pytest_add_cli_args_test_selection = [${selection%, }]
+timeout_multiplier = ${MUTATION_TIMEOUT_MULTIPLIER:-15}
 CFG
   echo "== fakeai/$module (tests: $tests) in $work"
   (cd "$work" && "$python" -m mutmut run --max-children "${MUTATION_JOBS:-1}" > run.log 2>&1 || true

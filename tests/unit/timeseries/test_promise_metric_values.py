@@ -24,7 +24,9 @@ ACC = 1_700_000_000_000_000
 """Accepted at (µs)."""
 
 
-def _stream(tokens: int, chunks_us: list[int], terminal_us: int, **kw: object) -> FinishedStream:
+def finished_stream(
+    tokens: int, chunks_us: list[int], terminal_us: int, **kw: object
+) -> FinishedStream:
     times = [ACC + c for c in chunks_us]
     return FinishedStream(
         stream_id="s",
@@ -53,7 +55,7 @@ def _values(fold: Fold) -> dict[str, tuple[int, float, float, float]]:
 def test_each_sample_of_a_finished_stream_has_its_defined_value() -> None:
     # 5 tokens in 4 chunks (one chunk carries two): first at 0.2 s, last at 0.5 s.
     fold = Fold()
-    fold_finished(fold, _stream(5, [200_000, 250_000, 350_000, 500_000], 600_000))
+    fold_finished(fold, finished_stream(5, [200_000, 250_000, 350_000, 500_000], 600_000))
     got = _values(fold)
     assert got[n.TTFT] == pytest.approx((1, 0.2, 0.2, 0.2))
     assert got[n.ITL] == pytest.approx((3, 0.3, 0.05, 0.15))
@@ -72,7 +74,7 @@ def test_each_sample_of_a_finished_stream_has_its_defined_value() -> None:
 )
 def test_tpot_needs_two_token_times(tokens: int, chunks_us: list[int]) -> None:
     fold = Fold()
-    fold_finished(fold, _stream(tokens, chunks_us, 300_000))
+    fold_finished(fold, finished_stream(tokens, chunks_us, 300_000))
     got = _values(fold)
     assert n.TPOT not in got
     assert got[n.TTFT][0] == 1
@@ -81,7 +83,7 @@ def test_tpot_needs_two_token_times(tokens: int, chunks_us: list[int]) -> None:
 
 def test_a_stream_without_tokens_has_latency_but_no_token_samples() -> None:
     fold = Fold()
-    fold_finished(fold, _stream(0, [], 100_000, kind="e", error_code="cancelled"))
+    fold_finished(fold, finished_stream(0, [], 100_000, kind="e", error_code="cancelled"))
     got = _values(fold)
     assert got == {n.E2E: pytest.approx((1, 0.1, 0.1, 0.1))}
     assert fold.counters["m"] == {
@@ -97,6 +99,6 @@ def test_a_stream_without_tokens_has_latency_but_no_token_samples() -> None:
 def test_samples_land_in_the_bucket_of_the_terminal_entry() -> None:
     fold = Fold(fine_s=1)
     # First chunk in one second, terminal in the next: one bucket for the whole stream.
-    fold_finished(fold, _stream(2, [900_000, 950_000], 1_100_000))
+    fold_finished(fold, finished_stream(2, [900_000, 950_000], 1_100_000))
     buckets = {b for (_, _, b) in fold.samples}
     assert buckets == {int((ACC + 1_100_000) / 1e6)}
