@@ -247,7 +247,33 @@ async def test_close_gives_up_after_its_timeout_while_redis_is_away(
     warnings = _logged(caplog, logging.WARNING)
     assert len(warnings) == 2  # the first failure of the batch, and the shutdown
     assert re.fullmatch(r"writer: Redis unavailable \(.+\); retrying 1 command groups", warnings[0])
-    assert warnings[1] == "writer: 2 items not flushed at shutdown (Redis down?)"
+    # the batch being retried (1) and the two still queued
+    assert warnings[1] == "writer: 3 items not flushed at shutdown (Redis down?)"
+
+
+async def test_close_ends_a_write_whose_batch_the_flusher_is_retrying() -> None:
+    """Regression: close() timing out cancelled the writes still queued but not one in the
+    batch the flusher was retrying; that write() waited forever."""
+    client = aredis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0))  # fail at once
+    link = Link(client)
+    writer = LogWriter(link, backoff_cap_s=0.05)
+    writer.start()
+    write = asyncio.ensure_future(writer.write(_ping(link)))
+    await asyncio.sleep(0)  # the write is queued
+    assert writer.pending == 1
+    await eventually(lambda: _taken(writer))  # the flusher holds (and retries) its batch
+    await writer.close(timeout_s=0.2)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(write, 10)
+    await client.aclose()
+
+
+def test_a_backoff_cap_below_the_first_delay_is_refused_at_construction() -> None:
+    """Regression: accepted, it made the flusher's first retry raise and kill the flusher, and
+    every later write waited forever."""
+    link = Link(aredis.Redis(port=free_port()))
+    with pytest.raises(ValueError, match="first_s <= cap_s"):
+        LogWriter(link, backoff_cap_s=0.01)
 
 
 async def _taken(writer: LogWriter) -> bool:

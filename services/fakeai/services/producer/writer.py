@@ -112,6 +112,9 @@ class LogWriter:
             raise ValueError(
                 f"max_pending and max_batch must be >= 1; got {max_pending}, {max_batch}"
             )
+        # Checked here, not at the first retry: a Backoff refused inside the flusher would
+        # kill it, and every later write would wait forever.
+        Backoff(cap_s=backoff_cap_s)
         self.link = link
         self._firehose = firehose or Firehose()
         self._max_pending = max_pending
@@ -127,6 +130,8 @@ class LogWriter:
         with the error; their later data entries are dropped. The stream's task ends the
         stream and then :meth:`forget`-s it."""
         self._ops: _Batch = []
+        self._sending: _Batch = []
+        """The batch the flusher is executing (retrying, while Redis is away)."""
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
@@ -204,12 +209,17 @@ class LogWriter:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         except TimeoutError:
-            logger.warning("writer: %d items not flushed at shutdown (Redis down?)", self.pending)
+            logger.warning(
+                "writer: %d items not flushed at shutdown (Redis down?)",
+                len(self._sending) + len(self._ops),
+            )
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for _, fut in self._ops:
+        # Every waiting write() ends: those of the batch the flusher was retrying too.
+        for _, fut in self._sending + self._ops:
             if fut is not None and not fut.done():
                 fut.cancel()
+        self._sending = []
         self._ops.clear()
 
     async def _run(self) -> None:
@@ -220,10 +230,11 @@ class LogWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = self._ops[: self._max_batch]
+            batch = self._sending = self._ops[: self._max_batch]
             del self._ops[: self._max_batch]
             self._room.set()
             await self._send(batch)
+            self._sending = []
 
     async def _send(self, batch: _Batch) -> None:
         groups, bounds, afters, owners = self._assemble(batch)
