@@ -58,7 +58,6 @@ async def test_pace_scales_the_recorded_spread_of_a_replay(edge: Edge, logw: Log
     stamps_us = [t0 + _TTFT_US + _GAP_US * i for i in range(_CHUNKS)]
     await logw.chunks(sid, [f"p{i} " for i in range(_CHUNKS)], t_us=stamps_us)
     await logw.done(sid, t_us=stamps_us[-1] + _GAP_US)
-    recorded_s = _GAP_US * _CHUNKS / 1e6  # first chunk -> terminal entry: 1.0 s
     to_end_s = (_TTFT_US + _GAP_US * _CHUNKS) / 1e6  # acceptance -> terminal entry
     paces = {"0.5": 0.5, "original": 1.0, "2": 2.0, "fast": None}
     url = f"/v1/streams/{sid}"
@@ -79,7 +78,9 @@ async def test_pace_scales_the_recorded_spread_of_a_replay(edge: Edge, logw: Log
     assert spread["0.5"] >= 1.4 * spread["original"], spread
     assert spread["original"] >= 1.4 * spread["2"], spread
     assert spread["fast"] <= spread["2"] / 2, spread
-    assert spread["2"] >= recorded_s / 2 - 2 * _EARLY_S, spread
+    # (No lower bound on a spread itself: it starts at the first chunk's arrival, which a
+    # loaded machine may delay more than the last's. The lower bounds above count from
+    # `start`, the moment the request was sent, before the edge could begin.)
 
 
 async def test_heartbeats_come_every_heartbeat_s_within_the_documented_slack(
