@@ -31,7 +31,7 @@ from fakeai.services.producer.items import Cmds, Final, Logged
 from fakeai.streams import PRODUCERS_GROUP, Keys, entry_id
 from fakeai.streams.log import Kind, Link, pack_command, pack_entry
 from fakeai.streams.log import firehose as wire
-from fakeai.streams.log.batch import arg
+from fakeai.streams.log.batch import pack_hset
 from fakeai.streams.meta import F
 from fakeai.wire import DonePayload, ErrorBody, ErrorPayload, GenerationRequest, encode
 from fakeai.wire.messages import RequestStats
@@ -103,13 +103,6 @@ def request_params(body: Mapping[str, Any]) -> tuple[int, int | None]:
         if cap is not None:
             return n or 1, cap
     return n or 1, None
-
-
-def _hset(key: bytes, mapping: Mapping[str, str | int | float]) -> bytes:
-    args = [b"HSET", key]
-    for name, value in mapping.items():
-        args += (name.encode(), arg(value))
-    return pack_command(*args)
 
 
 def ack(link: Link, request_key: str, msg_id: bytes) -> Cmds:
@@ -189,7 +182,7 @@ class StreamRecords:
         self._started = True
         started = repr(self._created_us / 1e6)
         mapping = {F.STATUS: "running", F.PRODUCER: producer, F.STARTED_AT: started}
-        return Cmds(self._slot, _hset(self._meta_key, mapping), 1)
+        return Cmds(self._slot, pack_hset(self._meta_key, mapping), 1)
 
     def entry(self, seq: int, kind: bytes, data: bytes, tokens: int) -> Logged:
         """A data entry (``c`` chunk or ``r`` whole response) and its firehose event.
@@ -245,7 +238,7 @@ class StreamRecords:
         eid = b"%s%d" % (self._id_head, seq)
         parts = [
             pack_entry(self._chunks_key, eid, kind, payload, t_us),
-            _hset(self._meta_key, meta),
+            pack_hset(self._meta_key, meta),
         ]
         for key in (self._chunks_key, self._meta_key):
             if self.retention_s > 0:

@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 from fakeai.streams.log.entry import pack_command
 from fakeai.streams.log.link import Group
 
-__all__ = ["Batch", "arg", "raise_first_error"]
+__all__ = ["Batch", "arg", "pack_hset", "raise_first_error"]
 
 Value = str | bytes | int | float
 
@@ -35,6 +35,14 @@ def arg(value: Value) -> bytes:
     if isinstance(value, float):
         return repr(value).encode()
     return b"%d" % value
+
+
+def pack_hset(key: str | bytes, mapping: Mapping[str, Value]) -> bytes:
+    """``HSET key name value ...`` packed, values encoded by :func:`arg`."""
+    args: list[bytes] = [b"HSET", arg(key)]
+    for name, value in mapping.items():
+        args += (name.encode(), arg(value))
+    return pack_command(*args)
 
 
 class Batch:
@@ -53,10 +61,7 @@ class Batch:
         self._commands.append((self._slot(key), pack_command(*map(arg, args))))
 
     def hset(self, key: str, mapping: Mapping[str, Value]) -> None:
-        args: list[Value] = [b"HSET", key]
-        for name, value in mapping.items():
-            args += (name, value)
-        self._add(key, *args)
+        self._commands.append((self._slot(key), pack_hset(key, mapping)))
 
     def expire(self, key: str, seconds: int | float) -> None:
         self._add(key, b"EXPIRE", key, int(seconds))
