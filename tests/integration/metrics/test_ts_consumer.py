@@ -548,7 +548,10 @@ async def test_counts_exact_across_a_master_failover(
         await asyncio.wait_for(task, 10)
         await r.aclose()
     assert [await _requests_after_failover(cluster, keys, f"m{i}") for i in (0, 1)] == [100, 100]
-    assert c.streams_committed >= 200  # more when a failover lost a commit: counted again
+    # The counts above are the promise. The consumer's own tally can be lower: a commit that
+    # the old master ran and replicated but whose reply the kill cut off is retried, finds
+    # its markers, and adds nothing (those streams are counted, just not by the retry).
+    assert 100 <= c.streams_committed <= 200
 
 
 async def _total(r: RedisClient, keys: Keys, n: int) -> bool:
