@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aredis
 from tests.conftest import BOTH
 from tests.integration.edge.edgekit import LogWriter
+from tests.support.redis_clients import DROPS_A_NODE, collect_removed_node_connections
 from tests.support.servers import eventually
 
 from fakeai.embedded_cluster import EmbeddedCluster
@@ -276,6 +277,7 @@ async def test_a_reader_follows_its_slot_to_another_node_on_moved() -> None:
 
 
 @pytest.mark.slow
+@DROPS_A_NODE
 async def test_a_reader_survives_the_failover_of_its_master(cluster: EmbeddedCluster) -> None:
     """The master of a watched stream's slot dies mid-stream; its replica takes over: the
     subscriber waits (within the down deadline) and gets the rest, no error, no gap."""
@@ -300,3 +302,4 @@ async def test_a_reader_survives_the_failover_of_its_master(cluster: EmbeddedClu
     finally:
         await hub.close()
         await client.aclose()
+        collect_removed_node_connections()
