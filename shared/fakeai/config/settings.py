@@ -76,6 +76,10 @@ class Settings(BaseModel):
     """A stream still running after this long ends with an error entry ``timeout``."""
     idle_timeout_s: float = Field(10.0, gt=0)
     """A connection that sends no complete request for this long is closed (slowloris)."""
+    keep_alive_s: int = Field(75, ge=1)
+    """An idle keep-alive connection is closed after this long. Longer than clients keep idle
+    connections in their pools (aiohttp 15 s, httpx 5 s), so that no client sends a request on
+    a connection the edge is closing (a POST lost client-side)."""
 
     producer_lease_s: float = Field(2.0, gt=0)
     """A producer renews its lease this often / 3; a producer whose lease lapsed is dead and

@@ -351,6 +351,7 @@ def make_server(settings: Settings) -> uvicorn.Server:
         port=settings.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http=StampingHttpToolsProtocol.with_head_timeout(settings.idle_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
         access_log=False,
         log_config=None,
         log_level=settings.log_level.lower(),
