@@ -27,7 +27,6 @@ from fakeai.services.edge.interrupted import StreamInterrupted
 from fakeai.services.edge.reader import (
     END_GRACE_S,
     PACE_MAX,
-    PACE_MIN,
     _after,
     live_until,
     parse_pace,
@@ -92,6 +91,12 @@ async def _until_error(
     raise AssertionError(f"the iterator ended without an error after {len(got)} batches")
 
 
+async def _new(logw: LogWriter) -> tuple[str, str, int]:
+    """A new running stream: its id, log key and creation time (ms)."""
+    sid = await logw.create()
+    return sid, logw.keys.chunks(sid), logw.created[sid]
+
+
 def _ids(batches: list[list[Entry]]) -> list[str]:
     return [e.id.decode() for b in batches for e in b]
 
@@ -105,23 +110,7 @@ async def _page(rc: RedisClient, key: str, after: str) -> list[Entry]:
 # -- ?pace= and the stream deadline ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("raw", "want"),
-    [
-        (None, None),
-        ("", None),
-        ("fast", None),
-        ("original", 1.0),
-        ("2", 2.0),
-        ("0.5", 0.5),
-        (f"{PACE_MIN}", PACE_MIN),
-        (f"{PACE_MAX}", PACE_MAX),
-    ],
-)
-def test_pace_values(raw: str | None, want: float | None) -> None:
-    assert parse_pace(raw) == want
-
-
+# The accepted values: tests/unit/services/test_edge_caps.py::test_parse_pace.
 @pytest.mark.parametrize("raw", ["0.009", "1000.5", "0", "-1", "abc", "nan", "inf", "Fast"])
 def test_a_bad_pace_is_a_400_naming_the_choices(raw: str) -> None:
     with pytest.raises(BadRequest) as info:
@@ -221,9 +210,7 @@ async def test_the_backlog_is_read_only_when_the_hub_starts_beyond_the_client(
 ) -> None:
     """The hub starts at 3 and the first page already holds 1..3: no XRANGE; 4, 5 and the end
     come from the hub alone."""
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     old = await logw.chunks(sid, ["a", "b", "c"])
     first = await _page(rc, key, f"{created}-0")
     sub = hub.subscribe(key, old[-1], limit=64)
@@ -244,9 +231,7 @@ async def test_the_backlog_between_the_first_page_and_the_hub_is_read_once(
 ) -> None:
     """The first page holds 1..2, the hub starts at 5: 3..5 come from XRANGE, then the hub's
     entries; the seam is not repeated."""
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     old = await logw.chunks(sid, ["a", "b", "c", "d", "e"])
     first = (await _page(rc, key, f"{created}-0"))[:2]
     sub = hub.subscribe(key, old[-1], limit=64)
@@ -268,9 +253,7 @@ async def test_the_backlog_is_read_from_the_client_position_not_the_start(
 ) -> None:
     """A client near the end of a long log: one XRANGE page from its position (reading from
     the start would take two pages and skip most of them)."""
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     old = await logw.chunks(sid, [f"t{i}" for i in range(PAGE + 20)])
     sub = hub.subscribe(key, old[-1], limit=64)
     spy = CountingRedis(rc)
@@ -285,9 +268,7 @@ async def test_the_backlog_is_read_from_the_client_position_not_the_start(
 async def test_a_backlog_that_ends_the_stream_ends_the_reader_before_any_wait(
     hub: Hub, rc: RedisClient, logw: LogWriter
 ) -> None:
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = [*await logw.chunks(sid, ["a", "b"]), await logw.done(sid)]
     sub = hub.subscribe(key, ids[-1], limit=64)
     got = await _drain(read_live(rc, hub, sub, key=key, created_ms=created, after_seq=1))
@@ -300,9 +281,7 @@ async def test_a_resume_at_the_terminal_entry_ends_quietly_beyond_it_with_an_err
 ) -> None:
     """The hub starts before the client's position and delivers the terminal entry: at the
     client's own position that is the end; before it, the position never existed."""
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = [*await logw.chunks(sid, ["a"]), await logw.done(sid)]
     sub = hub.subscribe(key, ids[0], limit=64)
     got = await _drain(read_live(rc, hub, sub, key=key, created_ms=created, after_seq=2))
@@ -319,9 +298,7 @@ async def test_a_stream_without_an_end_times_out_at_its_deadline_not_before(
 ) -> None:
     """No heartbeat asked: nothing is yielded while waiting, and the ``timeout`` error comes
     once ``ends_at`` has passed."""
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = await logw.chunks(sid, ["a"])
     sub = hub.subscribe(key, ids[-1], limit=64)
     start = time.time()
@@ -341,9 +318,7 @@ async def test_a_stream_without_an_end_times_out_at_its_deadline_not_before(
 async def test_a_deadline_already_past_ends_the_reader_at_once(
     hub: Hub, rc: RedisClient, logw: LogWriter
 ) -> None:
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = await logw.chunks(sid, ["a"])
     sub = hub.subscribe(key, ids[-1], limit=64)
     it = read_live(
@@ -361,9 +336,7 @@ async def test_heartbeats_come_until_the_deadline_then_the_timeout(
 ) -> None:
     """With a heartbeat shorter than the time left, empty batches come (each at least one
     period after the last), then the timeout."""
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = await logw.chunks(sid, ["a"])
     sub = hub.subscribe(key, ids[-1], limit=64)
     start = time.monotonic()
@@ -384,9 +357,7 @@ async def test_heartbeats_come_until_the_deadline_then_the_timeout(
 async def test_entries_after_heartbeats_are_delivered_in_order(
     hub: Hub, rc: RedisClient, logw: LogWriter
 ) -> None:
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = await logw.chunks(sid, ["a"])
     sub = hub.subscribe(key, ids[-1], limit=64)
     it = read_live(rc, hub, sub, key=key, created_ms=created, after_seq=1, heartbeat_s=0.05)
@@ -400,9 +371,7 @@ async def test_entries_after_heartbeats_are_delivered_in_order(
 async def test_a_closed_reader_releases_its_subscription(
     hub: Hub, rc: RedisClient, logw: LogWriter
 ) -> None:
-    sid = await logw.create()
-    key = logw.keys.chunks(sid)
-    created = logw.created[sid]
+    sid, key, created = await _new(logw)
     ids = await logw.chunks(sid, ["a"])
     sub = hub.subscribe(key, ids[-1], limit=64)
     it = read_live(rc, hub, sub, key=key, created_ms=created, after_seq=0, heartbeat_s=0.05)

@@ -107,7 +107,9 @@ def test_schema_rejects(body: dict[str, Any], param: str) -> None:
     ("raw", "want"),
     [
         (None, None),
+        ("", None),
         ("fast", None),
+        ("0.5", 0.5),
         ("original", 1.0),
         ("0.01", PACE_MIN),
         ("1000", PACE_MAX),
