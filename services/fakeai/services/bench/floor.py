@@ -1,0 +1,227 @@
+"""What this machine charges for the steps every chunk takes, whatever the code does: the floor
+under the per-chunk figures of BENCHMARKS.md.
+
+    python -m fakeai.services.bench.floor [--json] [--quick]
+
+It prints figures; it passes or fails nothing:
+
+1. **python**: a pure-Python loop of ten million additions, in seconds: how fast this machine
+   runs Python today (per-chunk CPU figures scale with it).
+2. **wakeup**: a 250-byte message on a loopback TCP connection to a process that sleeps in
+   ``recv`` until it arrives, answered with one byte the sender sleeps for: CPU µs per message
+   (both processes, kernel included) and the round trip's wall time. Every hop of a paced
+   chunk pays this when its receiver is idle: producer -> Redis, Redis -> edge, edge -> client.
+3. **nowake**: the same message written and read in one process that never sleeps: the
+   system calls alone (loopback TCP does the receiver's protocol work in the sender's call).
+4. **xread**: Redis's own CPU (``INFO commandstats``) per ``XREAD`` over K stream keys, for
+   K = 10, 100, 1000: non-blocking, and blocking (``BLOCK``) while one writer appends to a
+   random key every millisecond. The edge's hub reads every watched key of a slot with one
+   blocking XREAD (:mod:`fakeai.services.edge.hub`), so this is its Redis cost per wake-up.
+
+The Redis is a scratch server on a free loopback port (:class:`fakeai.embedded_redis.
+EmbeddedRedis`), stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import redis.asyncio as aredis
+
+from fakeai.embedded_redis import EmbeddedRedis
+
+__all__ = ["main", "measure"]
+
+MESSAGE = b"x" * 250
+"""About one chat chunk's SSE event."""
+
+_ECHO = """
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+n, size = int(sys.argv[2]), int(sys.argv[3])
+for _ in range(n):
+    got = 0
+    while got < size:
+        got += len(s.recv(65536))
+    s.send(b"k")
+s.sendall(repr(time.process_time()).encode())
+s.close()
+"""
+
+
+def python_loop_s(n: int = 10_000_000) -> float:
+    """Seconds for ``n`` additions in a Python loop."""
+    t = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - t
+
+
+def wakeup(messages: int) -> dict[str, float]:
+    """Round trips to a sleeping echo process (module docstring, 2)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ECHO, str(port), str(messages), str(len(MESSAGE))]
+        )
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                cpu, wall = time.process_time(), time.perf_counter()
+                for _ in range(messages):
+                    conn.sendall(MESSAGE)
+                    conn.recv(1)
+                wall = time.perf_counter() - wall
+                cpu = time.process_time() - cpu
+                rest = b""
+                while chunk := conn.recv(64):
+                    rest += chunk
+            child_cpu = float(rest.decode())
+        finally:
+            child.wait(10)
+    return {
+        "cpu_us_per_message": (cpu + child_cpu) / (2 * messages) * 1e6,
+        "round_trip_us": wall / messages * 1e6,
+    }
+
+
+def nowake(messages: int) -> float:
+    """CPU µs per message written and read by one process that never sleeps (module
+    docstring, 3)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.create_connection(listener.getsockname()) as a:
+            b, _ = listener.accept()
+            with b:
+                a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                cpu = time.process_time()
+                for _ in range(messages):
+                    a.sendall(MESSAGE)
+                    got = 0
+                    while got < len(MESSAGE):
+                        got += len(b.recv(65536))
+                return (time.process_time() - cpu) / messages * 1e6
+
+
+async def _xread_cost(url: str, keys: int, duration_s: float) -> dict[str, float]:
+    r = aredis.Redis.from_url(url)
+    w = aredis.Redis.from_url(url)
+    try:
+        await r.flushdb()
+        names = [f"floor:{i}" for i in range(keys)]
+        pipe = w.pipeline(transaction=False)
+        for k in names:
+            pipe.xadd(k, {"d": MESSAGE})
+        ids = await pipe.execute()
+        last: dict[Any, Any] = dict(zip(names, ids, strict=True))
+        await r.config_resetstat()
+        for _ in range(max(5, int(20_000 / keys))):
+            await r.xread(last, count=512)
+        flat = (await r.info("commandstats"))["cmdstat_xread"]["usec_per_call"]
+
+        stop = asyncio.Event()
+        read_entries = 0
+
+        async def read() -> None:
+            nonlocal read_entries
+            while True:
+                got: Any = await r.xread(last, count=512, block=200)
+                if not got and stop.is_set():
+                    return  # a quiet read after the last append: everything was read
+                for key, rows in got:
+                    last[key.decode()] = rows[-1][0]
+                    read_entries += len(rows)
+
+        await r.config_resetstat()
+        reader = asyncio.create_task(read())
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        end = due + duration_s
+        appended = 0
+        while due < end:
+            due += 0.001
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await w.xadd(random.choice(names), {"d": MESSAGE})
+            appended += 1
+        stop.set()
+        await reader
+        stats = (await r.info("commandstats"))["cmdstat_xread"]
+        return {
+            "keys": keys,
+            "nonblocking_us_per_call": flat,
+            "blocking_us_per_call": stats["usec_per_call"],
+            "blocking_calls_per_s": stats["calls"] / duration_s,
+            "appends_per_s": appended / duration_s,
+            "appended": appended,
+            "read": read_entries,
+        }
+    finally:
+        await r.aclose()
+        await w.aclose()
+
+
+def measure(quick: bool = False) -> dict[str, Any]:
+    """Every figure of the module docstring."""
+    messages = 2_000 if quick else 20_000
+    out: dict[str, Any] = {
+        "python_loop_s": python_loop_s(1_000_000 if quick else 10_000_000),
+        "python_loop_additions": 1_000_000 if quick else 10_000_000,
+        "wakeup": wakeup(messages),
+        "nowake_cpu_us_per_message": nowake(messages),
+    }
+    with EmbeddedRedis() as server:
+        out["redis"] = server.binary.flavor if server.binary else "?"
+        out["xread"] = [
+            asyncio.run(_xread_cost(server.url, k, 0.5 if quick else 3.0))
+            for k in ((10, 100) if quick else (10, 100, 1000))
+        ]
+    return out
+
+
+def report(m: dict[str, Any]) -> str:
+    lines = [
+        f"python: {m['python_loop_additions']:,} additions in a loop: {m['python_loop_s']:.2f} s",
+        f"wakeup: a {len(MESSAGE)}-byte loopback TCP message to a sleeping process: "
+        f"{m['wakeup']['cpu_us_per_message']:.1f} µs CPU per message (both ends, kernel "
+        f"included), round trip {m['wakeup']['round_trip_us']:.1f} µs",
+        f"nowake: the same message written and read by one busy process: "
+        f"{m['nowake_cpu_us_per_message']:.1f} µs CPU",
+    ]
+    for x in m["xread"]:
+        lines.append(
+            f"xread over {x['keys']:,} keys ({m['redis']}): {x['nonblocking_us_per_call']:.1f} "
+            f"µs of Redis CPU per call non-blocking, {x['blocking_us_per_call']:.1f} blocking "
+            f"({x['blocking_calls_per_s']:,.0f} calls/s, {x['appends_per_s']:,.0f} appends/s)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m fakeai.services.bench.floor",
+        description="What this machine charges per chunk step (module docstring).",
+    )
+    ap.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ap.add_argument("--quick", action="store_true", help="fewer messages and keys, 0.5 s reads")
+    args = ap.parse_args(argv)
+    m = measure(args.quick)
+    print(json.dumps(m) if args.json else report(m))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

