@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fakeai.services.bench import floor, procs
+from fakeai.services.bench import floor, procs, scenarios
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +58,23 @@ def test_the_text_report_names_each_figure() -> None:
     assert "busy process: 13.0 µs CPU" in text
     assert "xread over 1,000 keys (redis-server): 580.0 µs" in text
     assert "1200.0 blocking" in text
+
+
+def test_s2_states_the_floor_it_measured() -> None:
+    m = {
+        "python_loop_s": 0.44,
+        "python_loop_additions": 10_000_000,
+        "wakeup": {"cpu_us_per_message": 50.2, "round_trip_us": 130.5},
+        "nowake_cpu_us_per_message": 12.1,
+        "redis": "redis-server",
+        "xread": [
+            {"keys": 100, "blocking_us_per_call": 208.1},
+            {"keys": 1000, "blocking_us_per_call": 1030.4},
+        ],
+    }
+    text = scenarios._floor_paragraph(m)
+    assert "costs 50.2 µs of CPU" in text
+    assert "(round trip 130 µs)" in text
+    assert "between two busy sockets 12.1 µs" in text
+    assert "208 µs over 100 keys, 1,030 µs over 1,000 keys" in text
+    assert "10,000,000 additions in a loop take 0.44 s" in text

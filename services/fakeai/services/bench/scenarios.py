@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from fakeai.embedded_redis import free_port
 from fakeai.latency_profiles import LatencyProfileManager
-from fakeai.services.bench import aiperf, media_rows, procs, responses_rows, scaleout
+from fakeai.services.bench import aiperf, floor, media_rows, procs, responses_rows, scaleout
 from fakeai.services.bench.driver import (
     QUICK,
     Driver,
@@ -62,6 +62,27 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S1R", "S3R", "S10", "S11")
+
+
+def _floor_paragraph(m: dict[str, Any]) -> str:
+    """What a chunk's steps cost this machine (:mod:`.floor`), measured before S2's stack."""
+    wake = m["wakeup"]
+    xread = ", ".join(
+        f"{x['blocking_us_per_call']:,.0f} µs over {x['keys']:,} keys" for x in m["xread"]
+    )
+    return (
+        "The machine's floor, measured before this section's stack started "
+        "(`python -m fakeai.services.bench.floor`): a 250-byte loopback TCP message to a "
+        f"process asleep in `recv` costs {wake['cpu_us_per_message']:.1f} µs of CPU, both ends "
+        f"and the kernel included (round trip {wake['round_trip_us']:.0f} µs); the same message "
+        f"between two busy sockets {m['nowake_cpu_us_per_message']:.1f} µs. A paced chunk at a "
+        "light load wakes each process it passes (producer, Redis, edge, client, and the "
+        "metrics consumer per batch), so its cost there is mostly these wake-ups. Redis's CPU "
+        f"per blocking XREAD: {xread} (the edge's hub reads every watched key of a slot with one "
+        "XREAD, re-issued after every reply: its Redis cost per wake-up grows with the streams "
+        f"it watches). Python: {m['python_loop_additions']:,} additions in a loop take "
+        f"{m['python_loop_s']:.2f} s."
+    )
 
 
 class Scenarios(Driver):
@@ -98,6 +119,7 @@ class Scenarios(Driver):
     def s2(self) -> None:
         manager = LatencyProfileManager()
         profile = manager.get_profile(self.model)
+        machine = floor.measure(quick=self.scale is QUICK)
         stack = self.stack("s2")
         producers = max(1, len(stack.pids("producer")))
         meter = stack_meter(stack)
@@ -212,6 +234,8 @@ class Scenarios(Driver):
             verdict,
             "",
             *self._projection(runs),
+            _floor_paragraph(machine),
+            "",
             "What limits it: the cores. While the server and the client together use less than "
             "the machine's cores, chunks leave on their planned deadlines (the producer's "
             "timing error is ~1 ms p99, `python -m fakeai.services.bench.library`) and the "
@@ -220,7 +244,11 @@ class Scenarios(Driver):
             "falls towards 0 while p99 grows) and new requests queue before their first "
             "token. The server's edge TTFT shows which side the delay is on: close to the "
             "profile's TTFT when the queueing happens before the request reaches the server "
-            "(in the client or the kernel), larger when the server itself is late.",
+            "(in the client or the kernel), larger when the server itself is late. The "
+            "server's CPU per chunk falls as the load grows (the µs column): at a light load "
+            "most of it is wake-ups (the floor above), at a heavy one each wake-up carries "
+            "many chunks and what is left is the work per chunk and its socket write to the "
+            "client.",
             "",
         ]
 
@@ -229,33 +257,47 @@ class Scenarios(Driver):
     def _projection(
         self, runs: list[tuple[int, dict[str, float], dict[str, Any], bool]]
     ) -> list[str]:
-        """The cores each role would need for :data:`PROJECT_TO` streams, from the largest
-        level that matched the profile (its per-chunk cost is not inflated by a full machine;
-        else the largest level)."""
+        """The cores each role would need for :data:`PROJECT_TO` streams, twice: from the
+        largest level that matched the profile (when one did), and from the largest level.
+        The cost per chunk falls as the load grows (one wake-up of a process carries more
+        chunks), so the first is an upper bound and the second, from a full machine, a lower
+        one."""
         if not runs:
             return []
         matched = [r for r in runs if r[3]]
-        level, cpu, res, ok = (matched or runs)[-1]
-        lines = core_projection(cpu, res, level, self.PROJECT_TO)
-        if not lines:
-            return []
-        per_chunk = ", ".join(
-            f"{role} {1e6 * v / res['chunks']:.1f}"
-            for role, v in sorted(cpu.items(), key=lambda kv: -kv[1])
-        )
-        return [
-            f"Cores for more streams, projected from the {level}-stream row "
-            + ("(the largest that matched the profile)" if ok else "(none matched)")
-            + f": µs of CPU per delivered chunk by role {per_chunk}, times the chunks per second "
-            "that many streams make at that row's rate per stream (the profile's ITL at that "
-            "load). Each edge and producer process is one thread, and one Redis process "
-            "uses at most one core, so a role's cores are that many processes (for Redis, "
-            "masters of a cluster: S7); the cost per chunk is taken as constant, which holds "
-            "while no process shares its core.",
-            "",
-            *[f"- {line}" for line in lines],
+        sources = matched[-1:]
+        if not sources or runs[-1][0] != sources[0][0]:
+            sources.append(runs[-1])
+        out = [
+            "Cores for more streams, projected from a row's µs of CPU per delivered chunk by "
+            "role times the chunks per second that many streams make at that row's rate per "
+            "stream (the profile's ITL at that load). The cost per chunk is not constant: it "
+            "falls as the load grows, because a process woken for one chunk at a light load "
+            "is woken for many at a heavy one (`python -m fakeai.services.bench.floor` prints "
+            "what a wake-up costs this machine). So the largest row that still matched the "
+            "profile gives an upper bound and the heaviest row, whose machine was full, a "
+            "lower one. "
+            "Each edge and producer process is one thread, and one Redis process uses at most "
+            "one core, so a role's cores are that many processes (for Redis, masters of a "
+            "cluster: S7).",
             "",
         ]
+        for level, cpu, res, ok in sources:
+            why = "the largest that matched the profile" if ok else "the heaviest"
+            lines = core_projection(cpu, res, level, self.PROJECT_TO)
+            if not lines:
+                continue
+            per_chunk = ", ".join(
+                f"{role} {1e6 * v / res['chunks']:.1f}"
+                for role, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+            )
+            out += [
+                f"From the {level}-stream row ({why}; µs per chunk: {per_chunk}):",
+                "",
+                *[f"- {line}" for line in lines],
+                "",
+            ]
+        return out if len(out) > 2 else []
 
     PLANS_PER_REQUEST = 4
     S2_RAMP_S = 3.0
