@@ -31,6 +31,13 @@ def test_quick_floor_reports_every_figure_and_stops_what_it_started(
         # the blocking reader saw every append (the figure is of reads that worked)
         assert x["appended"] > 0
         assert x["read"] == x["appended"]
+    alone, read = m["append"]
+    assert alone["keys"] == read["keys"] == 100
+    assert alone["appended"] > 0
+    assert alone["read"] == 0  # no reader: the append alone
+    assert read["read"] == read["appended"] > 0
+    assert alone["redis_cpu_us_per_entry"] > 0
+    assert read["redis_cpu_us_per_entry"] > 0
     assert [p for p in procs.descendants(os.getpid()) if p.pid not in before] == []
 
 
@@ -50,12 +57,19 @@ def test_the_text_report_names_each_figure() -> None:
                 "appends_per_s": 1000.0,
             }
         ],
+        "append": [
+            {"keys": 1000, "redis_cpu_us_per_entry": 6.3, "entries_per_s": 22593.0},
+            {"keys": 1000, "redis_cpu_us_per_entry": 48.5, "entries_per_s": 5301.0},
+        ],
     }
     text = floor.report(m)
     assert "10,000,000 additions in a loop: 0.50 s" in text
     assert "25.0 µs CPU per message" in text
     assert "round trip 31.0 µs" in text
     assert "busy process: 13.0 µs CPU" in text
+    assert "per pipelined write over 1,000 keys: 6.3 µs of Redis CPU per entry" in text
+    assert "at 22,593 entries/s; read back" in text
+    assert "keys: 48.5 µs at 5,301 entries/s" in text
     assert "xread over 1,000 keys (redis-server): 580.0 µs" in text
     assert "1200.0 blocking" in text
 
@@ -71,10 +85,15 @@ def test_s2_states_the_floor_it_measured() -> None:
             {"keys": 100, "blocking_us_per_call": 208.1},
             {"keys": 1000, "blocking_us_per_call": 1030.4},
         ],
+        "append": [
+            {"keys": 1000, "redis_cpu_us_per_entry": 6.3, "entries_per_s": 22593.0},
+            {"keys": 1000, "redis_cpu_us_per_entry": 48.5, "entries_per_s": 5301.0},
+        ],
     }
     text = scenarios._floor_paragraph(m)
     assert "costs 50.2 µs of CPU" in text
     assert "(round trip 130 µs)" in text
     assert "between two busy sockets 12.1 µs" in text
     assert "208 µs over 100 keys, 1,030 µs over 1,000 keys" in text
+    assert "1,000 keys in turn, 32 per pipelined write: 6.3 µs alone, 48.5 µs with" in text
     assert "10,000,000 additions in a loop take 0.44 s" in text

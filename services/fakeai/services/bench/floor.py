@@ -17,6 +17,12 @@ It prints figures; it passes or fails nothing:
    K = 10, 100, 1000: non-blocking, and blocking (``BLOCK``) while one writer appends to a
    random key every millisecond. The edge's hub reads every watched key of a slot with one
    blocking XREAD (:mod:`fakeai.services.edge.hub`), so this is its Redis cost per wake-up.
+5. **append**: Redis's whole CPU (``INFO cpu``: commands, network, event loop) per entry when
+   :data:`APPEND_BATCH` 250-byte entries go to keys of 1,000 in turn in one pipelined write
+   every millisecond (as fast as this client can, up to 32,000 entries/s, about 1,000 paced
+   gpt-4o streams): alone, then with one blocking XREAD over the 1,000 keys reading them back
+   as the hub does. The first is what Redis charges per chunk for the producer's append; the
+   second adds the hub's read.
 
 The Redis is a scratch server on a free loopback port (:class:`fakeai.embedded_redis.
 EmbeddedRedis`), stopped at the end.
@@ -42,6 +48,8 @@ __all__ = ["main", "measure"]
 
 MESSAGE = b"x" * 250
 """About one chat chunk's SSE event."""
+APPEND_BATCH = 32
+"""Entries per pipelined write in the append figure (module docstring, 5)."""
 
 _ECHO = """
 import socket, sys, time
@@ -174,6 +182,68 @@ async def _xread_cost(url: str, keys: int, duration_s: float) -> dict[str, float
         await w.aclose()
 
 
+async def _redis_cpu_s(r: aredis.Redis) -> float:
+    info = await r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _append_cost(
+    url: str, keys: int, duration_s: float, reader_on: bool = True
+) -> dict[str, float]:
+    """Module docstring, 5."""
+    r = aredis.Redis.from_url(url)
+    w = aredis.Redis.from_url(url)
+    try:
+        await r.flushdb()
+        names = [f"append:{i}" for i in range(keys)]
+        pipe = w.pipeline(transaction=False)
+        for k in names:
+            pipe.xadd(k, {"d": MESSAGE})
+        last: dict[Any, Any] = dict(zip(names, await pipe.execute(), strict=True))
+        stop = asyncio.Event()
+        read_entries = 0
+
+        async def read() -> None:
+            nonlocal read_entries
+            while True:
+                got: Any = await r.xread(last, count=512, block=200)
+                if not got and stop.is_set():
+                    return
+                for key, rows in got:
+                    last[key.decode()] = rows[-1][0]
+                    read_entries += len(rows)
+
+        cpu = await _redis_cpu_s(w)
+        reader = asyncio.create_task(read() if reader_on else stop.wait())
+        loop = asyncio.get_running_loop()
+        due = start = loop.time()
+        end = due + duration_s
+        appended = i = 0
+        while due < end:
+            due += 0.001
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            pipe = w.pipeline(transaction=False)
+            for _ in range(APPEND_BATCH):
+                pipe.xadd(names[i % keys], {"d": MESSAGE})
+                i += 1
+            await pipe.execute()
+            appended += APPEND_BATCH
+        elapsed = loop.time() - start  # the writer may fall behind its millisecond
+        stop.set()
+        await reader
+        cpu = await _redis_cpu_s(w) - cpu
+        return {
+            "keys": keys,
+            "appended": appended,
+            "read": read_entries,
+            "entries_per_s": appended / elapsed,
+            "redis_cpu_us_per_entry": cpu / appended * 1e6,
+        }
+    finally:
+        await r.aclose()
+        await w.aclose()
+
+
 def measure(quick: bool = False) -> dict[str, Any]:
     """Every figure of the module docstring."""
     messages = 2_000 if quick else 20_000
@@ -188,6 +258,11 @@ def measure(quick: bool = False) -> dict[str, Any]:
         out["xread"] = [
             asyncio.run(_xread_cost(server.url, k, 0.5 if quick else 3.0))
             for k in ((10, 100) if quick else (10, 100, 1000))
+        ]
+        keys, secs = (100, 0.5) if quick else (1000, 3.0)
+        out["append"] = [
+            asyncio.run(_append_cost(server.url, keys, secs, reader_on=False)),
+            asyncio.run(_append_cost(server.url, keys, secs, reader_on=True)),
         ]
     return out
 
@@ -207,6 +282,13 @@ def report(m: dict[str, Any]) -> str:
             f"µs of Redis CPU per call non-blocking, {x['blocking_us_per_call']:.1f} blocking "
             f"({x['blocking_calls_per_s']:,.0f} calls/s, {x['appends_per_s']:,.0f} appends/s)"
         )
+    alone, read = m["append"]
+    lines.append(
+        f"append: {APPEND_BATCH} entries per pipelined write over {alone['keys']:,} keys: "
+        f"{alone['redis_cpu_us_per_entry']:.1f} µs of Redis CPU per entry (all of it) at "
+        f"{alone['entries_per_s']:,.0f} entries/s; read back by one blocking XREAD over those "
+        f"keys: {read['redis_cpu_us_per_entry']:.1f} µs at {read['entries_per_s']:,.0f} entries/s"
+    )
     return "\n".join(lines)
 
 
