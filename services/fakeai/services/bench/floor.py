@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
@@ -125,61 +126,88 @@ def nowake(messages: int) -> float:
                 return (time.process_time() - cpu) / messages * 1e6
 
 
-async def _xread_cost(url: str, keys: int, duration_s: float) -> dict[str, float]:
-    r = aredis.Redis.from_url(url)
-    w = aredis.Redis.from_url(url)
-    try:
-        await r.flushdb()
-        names = [f"floor:{i}" for i in range(keys)]
-        pipe = w.pipeline(transaction=False)
-        for k in names:
+class _Streams:
+    """``keys`` stream keys holding one entry each, a writer and a reader connection; use
+    with ``async with``."""
+
+    def __init__(self, url: str, keys: int) -> None:
+        self.r = aredis.Redis.from_url(url)
+        self.w = aredis.Redis.from_url(url)
+        self.names = [f"floor:{i}" for i in range(keys)]
+        self.last: dict[Any, Any] = {}
+        """Key -> the id the next read starts after."""
+        self.read = 0
+        """Entries :meth:`read_all` read."""
+        self.stop = asyncio.Event()
+
+    async def __aenter__(self) -> _Streams:
+        await self.r.flushdb()
+        pipe = self.w.pipeline(transaction=False)
+        for k in self.names:
             pipe.xadd(k, {"d": MESSAGE})
-        ids = await pipe.execute()
-        last: dict[Any, Any] = dict(zip(names, ids, strict=True))
-        await r.config_resetstat()
-        for _ in range(max(5, int(20_000 / keys))):
-            await r.xread(last, count=512)
-        flat = (await r.info("commandstats"))["cmdstat_xread"]["usec_per_call"]
+        self.last = dict(zip(self.names, await pipe.execute(), strict=True))
+        return self
 
-        stop = asyncio.Event()
-        read_entries = 0
+    async def __aexit__(self, *exc: object) -> None:
+        await self.r.aclose()
+        await self.w.aclose()
 
-        async def read() -> None:
-            nonlocal read_entries
-            while True:
-                got: Any = await r.xread(last, count=512, block=200)
-                if not got and stop.is_set():
-                    return  # a quiet read after the last append: everything was read
-                for key, rows in got:
-                    last[key.decode()] = rows[-1][0]
-                    read_entries += len(rows)
+    async def read_all(self) -> None:
+        """Blocking XREADs over every key, as the hub reads, until a quiet read after
+        :attr:`stop` (everything appended was read)."""
+        while True:
+            got: Any = await self.r.xread(self.last, count=512, block=200)
+            if not got and self.stop.is_set():
+                return
+            for key, rows in got:
+                self.last[key.decode()] = rows[-1][0]
+                self.read += len(rows)
 
-        await r.config_resetstat()
-        reader = asyncio.create_task(read())
+    async def every_ms(self, duration_s: float, write: Callable[[], Awaitable[None]]) -> float:
+        """Await ``write`` once per millisecond for ``duration_s``, then set :attr:`stop`.
+        Returns the seconds it took (the writer may fall behind its millisecond)."""
         loop = asyncio.get_running_loop()
-        due = loop.time()
+        due = start = loop.time()
         end = due + duration_s
-        appended = 0
         while due < end:
             due += 0.001
             await asyncio.sleep(max(0.0, due - loop.time()))
-            await w.xadd(random.choice(names), {"d": MESSAGE})
+            await write()
+        elapsed = loop.time() - start
+        self.stop.set()
+        return elapsed
+
+
+async def _xread_cost(url: str, keys: int, duration_s: float) -> dict[str, float]:
+    """Module docstring, 4."""
+    async with _Streams(url, keys) as s:
+        r = s.r
+        await r.config_resetstat()
+        for _ in range(max(5, int(20_000 / keys))):
+            await r.xread(s.last, count=512)
+        flat = (await r.info("commandstats"))["cmdstat_xread"]["usec_per_call"]
+        await r.config_resetstat()
+        reader = asyncio.create_task(s.read_all())
+
+        appended = 0
+
+        async def one() -> None:
+            nonlocal appended
+            await s.w.xadd(random.choice(s.names), {"d": MESSAGE})
             appended += 1
-        stop.set()
+
+        elapsed = await s.every_ms(duration_s, one)
         await reader
         stats = (await r.info("commandstats"))["cmdstat_xread"]
         return {
             "keys": keys,
             "nonblocking_us_per_call": flat,
             "blocking_us_per_call": stats["usec_per_call"],
-            "blocking_calls_per_s": stats["calls"] / duration_s,
-            "appends_per_s": appended / duration_s,
+            "blocking_calls_per_s": stats["calls"] / elapsed,
+            "appends_per_s": appended / elapsed,
             "appended": appended,
-            "read": read_entries,
+            "read": s.read,
         }
-    finally:
-        await r.aclose()
-        await w.aclose()
 
 
 async def _redis_cpu_s(r: aredis.Redis) -> float:
@@ -191,57 +219,29 @@ async def _append_cost(
     url: str, keys: int, duration_s: float, reader_on: bool = True
 ) -> dict[str, float]:
     """Module docstring, 5."""
-    r = aredis.Redis.from_url(url)
-    w = aredis.Redis.from_url(url)
-    try:
-        await r.flushdb()
-        names = [f"append:{i}" for i in range(keys)]
-        pipe = w.pipeline(transaction=False)
-        for k in names:
-            pipe.xadd(k, {"d": MESSAGE})
-        last: dict[Any, Any] = dict(zip(names, await pipe.execute(), strict=True))
-        stop = asyncio.Event()
-        read_entries = 0
+    async with _Streams(url, keys) as s:
+        cpu = await _redis_cpu_s(s.w)
+        reader = asyncio.create_task(s.read_all() if reader_on else s.stop.wait())
+        turn = 0
 
-        async def read() -> None:
-            nonlocal read_entries
-            while True:
-                got: Any = await r.xread(last, count=512, block=200)
-                if not got and stop.is_set():
-                    return
-                for key, rows in got:
-                    last[key.decode()] = rows[-1][0]
-                    read_entries += len(rows)
-
-        cpu = await _redis_cpu_s(w)
-        reader = asyncio.create_task(read() if reader_on else stop.wait())
-        loop = asyncio.get_running_loop()
-        due = start = loop.time()
-        end = due + duration_s
-        appended = i = 0
-        while due < end:
-            due += 0.001
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            pipe = w.pipeline(transaction=False)
+        async def batch() -> None:
+            nonlocal turn
+            pipe = s.w.pipeline(transaction=False)
             for _ in range(APPEND_BATCH):
-                pipe.xadd(names[i % keys], {"d": MESSAGE})
-                i += 1
+                pipe.xadd(s.names[turn % keys], {"d": MESSAGE})
+                turn += 1
             await pipe.execute()
-            appended += APPEND_BATCH
-        elapsed = loop.time() - start  # the writer may fall behind its millisecond
-        stop.set()
+
+        elapsed = await s.every_ms(duration_s, batch)
         await reader
-        cpu = await _redis_cpu_s(w) - cpu
+        cpu = await _redis_cpu_s(s.w) - cpu
         return {
             "keys": keys,
-            "appended": appended,
-            "read": read_entries,
-            "entries_per_s": appended / elapsed,
-            "redis_cpu_us_per_entry": cpu / appended * 1e6,
+            "appended": turn,
+            "read": s.read,
+            "entries_per_s": turn / elapsed,
+            "redis_cpu_us_per_entry": cpu / turn * 1e6,
         }
-    finally:
-        await r.aclose()
-        await w.aclose()
 
 
 def measure(quick: bool = False) -> dict[str, Any]:
