@@ -31,13 +31,16 @@ def test_quick_floor_reports_every_figure_and_stops_what_it_started(
         # the blocking reader saw every append (the figure is of reads that worked)
         assert x["appended"] > 0
         assert x["read"] == x["appended"]
-    alone, read = m["append"]
-    assert alone["keys"] == read["keys"] == 100
+    alone, read, bell = m["append"]
+    assert [a["reader"] for a in m["append"]] == ["none", "hub", "bell"]
+    assert alone["keys"] == read["keys"] == bell["keys"] == 100
     assert alone["appended"] > 0
     assert alone["read"] == 0  # no reader: the append alone
+    # each reader read every entry appended (its figure is of reads that worked)
     assert read["read"] == read["appended"] > 0
-    assert alone["redis_cpu_us_per_entry"] > 0
-    assert read["redis_cpu_us_per_entry"] > 0
+    assert bell["read"] == bell["appended"] > 0
+    for a in m["append"]:
+        assert a["redis_cpu_us_per_entry"] > 0
     assert [p for p in procs.descendants(os.getpid()) if p.pid not in before] == []
 
 
@@ -60,6 +63,7 @@ def test_the_text_report_names_each_figure() -> None:
         "append": [
             {"keys": 1000, "redis_cpu_us_per_entry": 6.3, "entries_per_s": 22593.0},
             {"keys": 1000, "redis_cpu_us_per_entry": 48.5, "entries_per_s": 5301.0},
+            {"keys": 1000, "redis_cpu_us_per_entry": 14.2, "entries_per_s": 11033.0},
         ],
     }
     text = floor.report(m)
@@ -70,6 +74,7 @@ def test_the_text_report_names_each_figure() -> None:
     assert "per pipelined write over 1,000 keys: 6.3 µs of Redis CPU per entry" in text
     assert "at 22,593 entries/s; read back" in text
     assert "keys: 48.5 µs at 5,301 entries/s" in text
+    assert "after a doorbell: 14.2 µs at 11,033 entries/s" in text
     assert "xread over 1,000 keys (redis-server): 580.0 µs" in text
     assert "1200.0 blocking" in text
 
@@ -88,6 +93,7 @@ def test_s2_states_the_floor_it_measured() -> None:
         "append": [
             {"keys": 1000, "redis_cpu_us_per_entry": 6.3, "entries_per_s": 22593.0},
             {"keys": 1000, "redis_cpu_us_per_entry": 48.5, "entries_per_s": 5301.0},
+            {"keys": 1000, "redis_cpu_us_per_entry": 14.2, "entries_per_s": 11033.0},
         ],
     }
     text = scenarios._floor_paragraph(m)
@@ -96,4 +102,5 @@ def test_s2_states_the_floor_it_measured() -> None:
     assert "between two busy sockets 12.1 µs" in text
     assert "208 µs over 100 keys, 1,030 µs over 1,000 keys" in text
     assert "1,000 keys in turn, 32 per pipelined write: 6.3 µs alone, 48.5 µs with" in text
+    assert "14.2 µs when a doorbell entry per write names the keys" in text
     assert "10,000,000 additions in a loop take 0.44 s" in text

@@ -21,8 +21,12 @@ It prints figures; it passes or fails nothing:
    :data:`APPEND_BATCH` 250-byte entries go to keys of 1,000 in turn in one pipelined write
    every millisecond (as fast as this client can, up to 32,000 entries/s, about 1,000 paced
    gpt-4o streams): alone, then with one blocking XREAD over the 1,000 keys reading them back
-   as the hub does. The first is what Redis charges per chunk for the producer's append; the
-   second adds the hub's read.
+   as the hub does; and with a doorbell instead: each write also appends one entry naming
+   the keys it wrote to a stream of its own (:data:`BELL`, as the producer's firehose batch
+   names a flush's streams), the reader blocks on that stream alone and reads the named keys
+   with one pipeline of XRANGEs. The first is what Redis charges per chunk for the
+   producer's append; the second adds the hub's read; the third, a read whose cost follows
+   the keys that changed rather than the keys watched.
 
 The Redis is a scratch server on a free loopback port (:class:`fakeai.embedded_redis.
 EmbeddedRedis`), stopped at the end.
@@ -39,7 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aredis
 
@@ -51,6 +55,9 @@ MESSAGE = b"x" * 250
 """About one chat chunk's SSE event."""
 APPEND_BATCH = 32
 """Entries per pipelined write in the append figure (module docstring, 5)."""
+BELL = "floor:bell"
+"""The doorbell stream of the append figure's third reading (module docstring, 5)."""
+Reading = Literal["none", "hub", "bell"]
 
 _ECHO = """
 import socket, sys, time
@@ -163,6 +170,28 @@ class _Streams:
                 self.last[key.decode()] = rows[-1][0]
                 self.read += len(rows)
 
+    async def read_rung(self) -> None:
+        """The doorbell read: block on :data:`BELL` alone; each of its entries names the keys
+        one write appended to, and one pipeline of ``XRANGE key (<last> +`` reads those. Until
+        a quiet read after :attr:`stop`."""
+        bell: Any = "0-0"
+        while True:
+            got: Any = await self.r.xread({BELL: bell}, count=512, block=200)
+            if not got and self.stop.is_set():
+                return
+            changed: dict[str, None] = {}
+            for _, rows in got:
+                bell = rows[-1][0]
+                for _, fields in rows:
+                    changed.update(dict.fromkeys(fields[b"k"].decode().split()))
+            pipe = self.r.pipeline(transaction=False)
+            for key in changed:
+                pipe.xrange(key, b"(" + self.last[key], b"+", count=512)
+            for key, rows in zip(changed, await pipe.execute(), strict=True):
+                if rows:
+                    self.last[key] = rows[-1][0]
+                    self.read += len(rows)
+
     async def every_ms(self, duration_s: float, write: Callable[[], Awaitable[None]]) -> float:
         """Await ``write`` once per millisecond for ``duration_s``, then set :attr:`stop`.
         Returns the seconds it took (the writer may fall behind its millisecond)."""
@@ -215,27 +244,30 @@ async def _redis_cpu_s(r: aredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def _append_cost(
-    url: str, keys: int, duration_s: float, reader_on: bool = True
-) -> dict[str, float]:
+async def _append_cost(url: str, keys: int, duration_s: float, reader: Reading) -> dict[str, Any]:
     """Module docstring, 5."""
     async with _Streams(url, keys) as s:
         cpu = await _redis_cpu_s(s.w)
-        reader = asyncio.create_task(s.read_all() if reader_on else s.stop.wait())
+        reads = {"none": s.stop.wait, "hub": s.read_all, "bell": s.read_rung}[reader]
+        task = asyncio.create_task(reads())
         turn = 0
 
         async def batch() -> None:
             nonlocal turn
             pipe = s.w.pipeline(transaction=False)
-            for _ in range(APPEND_BATCH):
-                pipe.xadd(s.names[turn % keys], {"d": MESSAGE})
-                turn += 1
+            names = [s.names[(turn + j) % keys] for j in range(APPEND_BATCH)]
+            turn += APPEND_BATCH
+            for name in names:
+                pipe.xadd(name, {"d": MESSAGE})
+            if reader == "bell":
+                pipe.xadd(BELL, {"k": " ".join(names)}, maxlen=10_000, approximate=True)
             await pipe.execute()
 
         elapsed = await s.every_ms(duration_s, batch)
-        await reader
+        await task
         cpu = await _redis_cpu_s(s.w) - cpu
         return {
+            "reader": reader,
             "keys": keys,
             "appended": turn,
             "read": s.read,
@@ -261,8 +293,8 @@ def measure(quick: bool = False) -> dict[str, Any]:
         ]
         keys, secs = (100, 0.5) if quick else (1000, 3.0)
         out["append"] = [
-            asyncio.run(_append_cost(server.url, keys, secs, reader_on=False)),
-            asyncio.run(_append_cost(server.url, keys, secs, reader_on=True)),
+            asyncio.run(_append_cost(server.url, keys, secs, reader))
+            for reader in ("none", "hub", "bell")
         ]
     return out
 
@@ -282,12 +314,14 @@ def report(m: dict[str, Any]) -> str:
             f"µs of Redis CPU per call non-blocking, {x['blocking_us_per_call']:.1f} blocking "
             f"({x['blocking_calls_per_s']:,.0f} calls/s, {x['appends_per_s']:,.0f} appends/s)"
         )
-    alone, read = m["append"]
+    alone, read, bell = m["append"]
     lines.append(
         f"append: {APPEND_BATCH} entries per pipelined write over {alone['keys']:,} keys: "
         f"{alone['redis_cpu_us_per_entry']:.1f} µs of Redis CPU per entry (all of it) at "
         f"{alone['entries_per_s']:,.0f} entries/s; read back by one blocking XREAD over those "
-        f"keys: {read['redis_cpu_us_per_entry']:.1f} µs at {read['entries_per_s']:,.0f} entries/s"
+        f"keys: {read['redis_cpu_us_per_entry']:.1f} µs at {read['entries_per_s']:,.0f} "
+        f"entries/s; read back after a doorbell: {bell['redis_cpu_us_per_entry']:.1f} µs at "
+        f"{bell['entries_per_s']:,.0f} entries/s"
     )
     return "\n".join(lines)
 

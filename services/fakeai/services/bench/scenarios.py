@@ -67,7 +67,7 @@ SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S1R", "S3R", "S10"
 def _floor_paragraph(m: dict[str, Any]) -> str:
     """What a chunk's steps cost this machine (:mod:`.floor`), measured before S2's stack."""
     wake = m["wakeup"]
-    alone, read = m["append"]
+    alone, read, bell = m["append"]
     xread = ", ".join(
         f"{x['blocking_us_per_call']:,.0f} µs over {x['keys']:,} keys" for x in m["xread"]
     )
@@ -84,7 +84,9 @@ def _floor_paragraph(m: dict[str, Any]) -> str:
         f"it watches). Redis's whole CPU per appended entry, {alone['keys']:,} keys in turn, "
         f"{floor.APPEND_BATCH} per pipelined write: {alone['redis_cpu_us_per_entry']:.1f} µs "
         f"alone, {read['redis_cpu_us_per_entry']:.1f} µs with one blocking XREAD over those keys "
-        f"reading them back. Python: {m['python_loop_additions']:,} additions in a loop take "
+        f"reading them back, {bell['redis_cpu_us_per_entry']:.1f} µs when a doorbell entry per "
+        "write names the keys it changed and only those are read. Python: "
+        f"{m['python_loop_additions']:,} additions in a loop take "
         f"{m['python_loop_s']:.2f} s."
     )
 
