@@ -51,3 +51,24 @@ def test_s2_levels_must_be_positive_integers(
     assert f"--s2-levels: expected positive integers like 500,1000, got {levels!r}" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.timeout(180)  # the floor probe, a stack, 60 paced requests
+def test_quick_latency_scenario_states_the_floor_and_projects_cores(tmp_path: Path) -> None:
+    out = tmp_path / "BENCH.md"
+    before = {p.pid for p in procs.descendants(os.getpid())}
+    rc = scenarios.main(["--out", str(out), "--quick", "--only", "S2", "--s2-levels", "10"])
+    text = out.read_text()
+    assert rc == 0, text
+    section = text.split("## S2 latency fidelity (gpt-4o profile)", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| 10 |")]
+    assert len(rows) == 1, section
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1:3] == ["60", "0"], rows[0]  # 60 requests, 0 errors
+    assert "From the 10-stream row (" in section
+    assert "- 10,000 streams (" in section
+    assert "The machine's floor, measured before this section's stack started" in section
+    assert "µs over 100 keys" in section
+    assert "1,000 keys" not in section  # --quick stays quick with --s2-levels: a short probe
+    assert "What limits it: the cores." in section
+    assert [p for p in procs.descendants(os.getpid()) if p.pid not in before] == []

@@ -55,6 +55,9 @@ class Scale:
     s5_soak: int = 100_000
     """Short requests of S5's soak (RSS sampled every quarter)."""
     s6: tuple[int, ...] = (1, 10, 100)
+    quick: bool = False
+    """``--quick``: probes and S8 scaled down too (stays set when ``--s2-levels`` replaces
+    the S2 levels)."""
 
 
 QUICK = Scale(
@@ -67,6 +70,7 @@ QUICK = Scale(
     s5=200,
     s5_soak=2000,
     s6=(1, 10),
+    quick=True,
 )
 
 

@@ -125,7 +125,7 @@ class Scenarios(Driver):
     def s2(self) -> None:
         manager = LatencyProfileManager()
         profile = manager.get_profile(self.model)
-        machine = floor.measure(quick=self.scale is QUICK)
+        machine = floor.measure(quick=self.scale.quick)
         stack = self.stack("s2")
         producers = max(1, len(stack.pids("producer")))
         meter = stack_meter(stack)
@@ -625,7 +625,7 @@ class Scenarios(Driver):
         self.lines += responses_rows.s3r(self)
 
     def s8(self) -> None:
-        self.lines += aiperf.s8(self, (16,) if self.scale is QUICK else (16, 128, 512))
+        self.lines += aiperf.s8(self, (16,) if self.scale.quick else (16, 128, 512))
 
     def s10(self) -> None:
         self.lines += media_rows.s10(self)
