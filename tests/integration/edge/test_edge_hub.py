@@ -125,6 +125,47 @@ async def test_a_new_key_interrupts_the_blocked_read(hub: Hub, logw: LogWriter) 
     assert hub.keys == 0
 
 
+async def test_close_ends_a_read_that_missed_its_cancellation(link: Link, logw: LogWriter) -> None:
+    """On Python 3.11 redis-py's send (``asyncio.wait_for``) can swallow a cancellation that
+    lands as the send completes (CPython gh-86296): the read then goes on to its reply. Here
+    the reader's call ignores its cancellation the same way; close() must end that read by
+    closing its connection, not wait for the XREAD's reply (nil after the 10 s block)."""
+    hub = Hub(link, block_ms=10_000)
+    hub.start()
+    sid = await logw.create()
+    hub.subscribe(logw.keys.chunks(sid), f"{logw.created[sid]}-0", limit=64)
+    await eventually(lambda: _blocked(hub))
+    (lane,) = hub._lanes.values()
+    reader = lane.reader
+    assert reader is not None
+    real_call = reader.call
+    deaf = asyncio.Event()
+    ended: list[str] = []
+
+    async def deaf_call(packed: bytes) -> object:
+        read = asyncio.ensure_future(real_call(packed))
+        deaf.set()
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            try:  # the cancellation is lost; the read goes on
+                reply = await read
+            except Exception as e:
+                ended.append(type(e).__name__)
+                raise
+            ended.append(f"reply {reply!r}")
+            return reply
+
+    reader.call = deaf_call  # type: ignore[method-assign]
+    # the read in flight was issued through the real call: make the loop re-issue it
+    assert await reader.unblock()
+    await asyncio.wait_for(deaf.wait(), 5)
+    await eventually(lambda: _blocked(hub))
+    await hub.close()
+    assert ended == ["ConnectionError"]  # closed under the read, not answered 10 s later
+    assert hub.readers == 0
+
+
 @BOTH
 async def test_terminal_entry_is_delivered_then_the_key_dropped(hub: Hub, logw: LogWriter) -> None:
     sid = await logw.create()

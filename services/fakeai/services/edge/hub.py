@@ -49,7 +49,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -151,11 +150,16 @@ class Hub:
             tasks.append(self._refreshing)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # A read can miss its cancellation: on Python 3.11 redis-py's send (asyncio.wait_for)
+        # swallows one that lands as the send completes (CPython gh-86296), and the read then
+        # waits for its XREAD's reply, up to the block time. Closing the connections first
+        # ends such a read at once.
         for lane in lanes:
             await self._drop(lane)
+        # gather, not a suppressed await per task: a cancellation of close() itself goes up
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in lanes:
+            await self._drop(lane)  # one a task opened before it saw the close
 
     @property
     def keys(self) -> int:
