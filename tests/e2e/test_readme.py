@@ -214,9 +214,21 @@ def _stream_chat(base_url: str, max_tokens: int) -> tuple[str, list[str]]:
 def sample(up: LocalStack) -> Sample:
     """A finished stream standing in for the README's sample stream: 4 tokens, a finish chunk
     and ``[DONE]``, entries ``-1`` to ``-6`` like the sample's."""
+    counted = _ttft_count(up.url)
     stream_id, ids = _stream_chat(up.url, 4)
     assert ids[-1].endswith("-6"), ids
+    # As a reader would: the blocks run after the metrics consumer has counted the stream (it
+    # commits up to LINGER_S after a stream ends), so the latency block shows gpt-4o.
+    wait_until(lambda: _ttft_count(up.url) > counted, timeout_s=20, interval_s=0.05)
     return Sample(up.url, stream_id, int(ids[0].split("-")[0]))
+
+
+def _ttft_count(base_url: str) -> int:
+    """Streams of gpt-4o the metrics consumer has counted in the last hour."""
+    r = httpx.get(f"{base_url}/v1/metrics/latency?model=gpt-4o&window=3600", timeout=10)
+    r.raise_for_status()
+    model = r.json()["models"].get("gpt-4o")
+    return int(model["ttft"]["count"]) if model else 0
 
 
 @pytest.fixture
